@@ -1,0 +1,1 @@
+"""Datasets, DataLoader, splits, text tokenization and padding, built-in data."""

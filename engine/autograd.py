@@ -1,0 +1,309 @@
+"""Reverse-mode differentiation: walk the recorded graph from the outputs back to the leaves.
+
+The walk is iterative (no recursion, so a 100,000-op chain is fine): count, for every node
+reachable from the outputs, how many of its outputs' consumers lie in the graph; then run
+the nodes in topological order, each as soon as all of its consumers have handed it their
+gradient contributions, popping those contributions as they are used. A node's saved arrays
+are dropped right after its backward ran unless ``retain_graph``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from engine import backend
+from engine.function import _RELEASED, _Anomaly, _grad_mode
+from engine.tensor import Tensor
+
+
+def _as_root_grad(t: Tensor, g, create_graph: bool):
+    """Validate or create the gradient that seeds the walk at output ``t``."""
+    if g is None:
+        if t.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be created implicitly only for a one-element output, "
+                f"got shape {t.shape}; pass the gradient of the output explicitly"
+            )
+        g = backend.array_module(t.data).ones(t.data.shape, dtype=t.data.dtype)
+    if isinstance(g, Tensor):
+        g = g if create_graph else g.data
+    elif not (isinstance(g, np.ndarray) or backend.is_cuda_array(g)):
+        g = backend.array_module(t.data).asarray(g, dtype=t.data.dtype)
+    if g.shape != t.shape:
+        raise RuntimeError(
+            f"backward: gradient shape {tuple(g.shape)} does not match output shape {t.shape}"
+        )
+    if create_graph and not isinstance(g, Tensor):
+        g = Tensor._make(g, None, 0)
+    return g
+
+
+def _walk_order(roots):
+    """Dependency counts of every node reachable from ``roots`` (iterative DFS)."""
+    deps = {}
+    stack = [n for n in roots if n is not None]
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for edge in node.edges:
+            if edge is None:
+                continue
+            parent = edge[0]
+            if isinstance(parent, Tensor):
+                continue
+            deps[parent] = deps.get(parent, 0) + 1
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return deps
+
+
+def _accumulate(old, new):
+    """Out-of-place sum: gradient arrays may be shared between branches."""
+    return new if old is None else old + new
+
+
+def _saved_as_tensors(node):
+    """The node's saved values as Tensors wired into the graph (for create_graph)."""
+    saved = node.saved_tensors
+    out = []
+    for value, tag in zip(saved, node.saved_tags):
+        if not (isinstance(value, np.ndarray) or backend.is_cuda_array(value)):
+            out.append(value)         # Python scalars and the like stay as they are
+            continue
+        if tag is None:               # an array that is neither an input nor an output
+            out.append(Tensor._make(value, None, 0))
+            continue
+        kind, i = tag
+        if kind == "out":
+            t = node.outputs[i]()
+            out.append(t if t is not None else Tensor._make(value, node, i))
+        else:
+            edge = node.edges[i]
+            if edge is None:
+                out.append(Tensor._make(value, None, 0))
+            elif isinstance(edge[0], Tensor):
+                out.append(edge[0])
+            else:
+                parent, idx = edge[0], edge[1]
+                t = parent.outputs[idx]()
+                out.append(t if t is not None else Tensor._make(value, parent, idx))
+    return tuple(out)
+
+
+def _run_node(node, grads, create_graph):
+    """Call ``node.backward`` in the right mode; returns a tuple of input gradients."""
+    op = type(node).__name__
+    if node.saved is _RELEASED:
+        _ = node.saved_tensors  # raises the "backward twice" error
+    if create_graph:
+        if node.once_differentiable:
+            raise RuntimeError(
+                f"{op}: its backward is not differentiable (a fused kernel); compute "
+                "higher-order gradients with engine.use_fused(False)"
+            )
+        from engine import tensor_xp
+
+        grads = [g if isinstance(g, Tensor) else Tensor._make(g, None, 0) for g in grads]
+        xp_saved = node.xp
+        node.xp = tensor_xp
+        node._saved_view = _saved_as_tensors(node) if node.saved else ()
+        try:
+            with _grad_mode(True):
+                gxs = node.backward(node, *grads)
+        finally:
+            node.xp = xp_saved
+            node._saved_view = None
+    else:
+        grads = [g.data if isinstance(g, Tensor) else g for g in grads]
+        with _grad_mode(False):
+            gxs = node.backward(node, *grads)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    # NumPy turns 0-d results into scalars: make them arrays again
+    gxs = tuple(np.asarray(g) if isinstance(g, np.generic) else g for g in gxs)
+    if len(gxs) != len(node.edges):
+        raise RuntimeError(
+            f"{op}.backward returned {len(gxs)} gradients for {len(node.edges)} inputs"
+        )
+    return gxs
+
+
+def _check_grad(op, i, g, shape, dtype):
+    """Every gradient must have the shape and dtype of its input."""
+    data = g.data if isinstance(g, Tensor) else g
+    if not (isinstance(data, np.ndarray) or backend.is_cuda_array(data)):
+        raise RuntimeError(f"{op}.backward returned {type(g).__name__} for input {i}, "
+                           "expected an array")
+    if data.shape != shape or data.dtype != dtype:
+        raise RuntimeError(
+            f"{op}.backward returned a gradient of shape {data.shape} and dtype {data.dtype} "
+            f"for input {i} of shape {shape} and dtype {dtype}"
+        )
+    if _Anomaly.enabled:
+        xp = backend.array_module(data)
+        if not bool(xp.isfinite(data).all()):
+            kind = "NaN" if bool(xp.isnan(data).any()) else "inf"
+            raise FloatingPointError(
+                f"detect_anomaly: {op} backward produced {kind} in the gradient of input {i} "
+                f"(shape {shape})"
+            )
+
+
+def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
+    """The walk. Accumulates into leaves' ``.grad``, or, given ``inputs``, returns their
+    gradients (a list, None where no path) without touching ``.grad``."""
+    if retain_graph is None:
+        retain_graph = create_graph
+    node_grads = {}      # node -> list of gradient contributions per output
+    leaf_grads = {}      # leaf tensor -> gradient (only when capturing `inputs`)
+    capture = None
+    if inputs is not None:
+        capture = {}
+        for t in inputs:
+            key = t if t._node is None else (t._node, t._index)
+            capture[key] = None
+    roots_nodes = []
+    for t, g in zip(roots, root_grads):
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"backward: output of shape {t.shape} does not require grad and has no "
+                "grad_fn (did you compute it under no_grad, or from tensors that do not "
+                "require grad?)"
+            )
+        g = _as_root_grad(t, g, create_graph)
+        if t._node is None:       # the root is a leaf itself
+            if capture is not None:
+                if t in capture:
+                    capture[t] = _accumulate(capture[t], g)
+            else:
+                _accumulate_leaf(t, g, create_graph)
+            continue
+        slots = node_grads.setdefault(t._node, [None] * len(t._node.outputs))
+        slots[t._index] = _accumulate(slots[t._index], g)
+        roots_nodes.append(t._node)
+
+    deps = _walk_order(roots_nodes)
+    ready = deque(n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0)
+    while ready:
+        node = ready.popleft()
+        grads = node_grads.pop(node, None)
+        live = grads is not None and any(g is not None for g in grads)
+        if live:
+            if capture is not None:
+                for i, g in enumerate(grads):
+                    if (node, i) in capture and g is not None:
+                        capture[(node, i)] = g
+            for i, ref in enumerate(node.outputs):
+                t = ref()
+                if t is not None and t._retains_grad and grads[i] is not None:
+                    g = grads[i]
+                    t.grad = g if isinstance(g, Tensor) and create_graph else (
+                        Tensor._make(g.data if isinstance(g, Tensor) else g, None, 0))
+            if any(g is None for g in grads):
+                grads = [g if g is not None else
+                         backend.array_module(_meta_array(node)).zeros(shape, dtype=dtype)
+                         for g, (shape, dtype) in zip(grads, node.out_meta)]
+            gxs = _run_node(node, grads, create_graph)
+            if not retain_graph and node.saved:
+                node.saved = _RELEASED
+        op = type(node).__name__
+        for i, edge in enumerate(node.edges):
+            if edge is None:
+                continue
+            target, idx, shape, dtype = edge
+            g = gxs[i] if live else None
+            if g is not None:
+                _check_grad(op, i, g, shape, dtype)
+            if isinstance(target, Tensor):
+                if g is None:
+                    continue
+                if capture is not None:
+                    if target in capture:
+                        capture[target] = _accumulate(capture[target], g)
+                else:
+                    leaf_grads[target] = _accumulate(leaf_grads.get(target), g)
+                continue
+            if g is not None:
+                slots = node_grads.setdefault(target, [None] * len(target.outputs))
+                slots[idx] = _accumulate(slots[idx], g)
+            deps[target] -= 1
+            if deps[target] == 0:
+                ready.append(target)
+
+    for leaf, g in leaf_grads.items():
+        _accumulate_leaf(leaf, g, create_graph)
+    if capture is None:
+        return None
+    result = []
+    for t in inputs:
+        g = capture[t if t._node is None else (t._node, t._index)]
+        if g is not None and not isinstance(g, Tensor):
+            g = Tensor._make(g, None, 0)
+        result.append(g)
+    return result
+
+
+def _meta_array(node):
+    """Any array of the node's device (to pick the array module for zero gradients)."""
+    for ref in node.outputs:
+        t = ref()
+        if t is not None:
+            return t.data
+    for edge in node.edges:
+        if edge is not None and isinstance(edge[0], Tensor):
+            return edge[0].data
+    return np.empty(0)
+
+
+def _accumulate_leaf(leaf: Tensor, g, create_graph: bool) -> None:
+    """``leaf.grad += g``, out of place; the stored array is never shared with another."""
+    if isinstance(g, Tensor) and not create_graph:
+        g = g.data
+    if leaf.grad is None:
+        leaf.grad = g if isinstance(g, Tensor) else Tensor._make(g.copy(), None, 0)
+    elif isinstance(g, Tensor) or leaf.grad.requires_grad:
+        leaf.grad = leaf.grad + g       # a graph of the gradient is being built
+    else:
+        leaf.grad = Tensor._make(leaf.grad.data + g, None, 0)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False) -> None:
+    """Accumulate the gradients of ``tensors`` into the leaves' ``.grad``."""
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    tensors = list(tensors)
+    if grad_tensors is None:
+        grad_tensors = [None] * len(tensors)
+    elif isinstance(grad_tensors, Tensor) or not isinstance(grad_tensors, (list, tuple)):
+        grad_tensors = [grad_tensors]
+    run_backward(tensors, list(grad_tensors), retain_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None,
+         allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs`` (PyTorch's autograd.grad).
+
+    Returns a tuple with one Tensor per input; ``.grad`` attributes are left untouched. With
+    ``create_graph=True`` the returned gradients are themselves differentiable.
+    """
+    single_out = isinstance(outputs, Tensor)
+    outputs = [outputs] if single_out else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} does not require grad")
+    result = run_backward(outputs, list(grad_outputs), retain_graph, create_graph, inputs)
+    for i, g in enumerate(result):
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: input {i} (shape {inputs[i].shape}) was not used to compute the "
+                "outputs; pass allow_unused=True to get None for it"
+            )
+    return tuple(result)

@@ -1,0 +1,148 @@
+"""Devices: the one module that imports CuPy.
+
+A device is ``"cpu"`` (NumPy arrays) or ``"cuda"`` / ``"cuda:N"`` (CuPy arrays on GPU N).
+Engine code never calls ``numpy`` directly on tensor data: it asks for the array module of
+the data with :func:`array_module` and uses that, so one code path serves both devices.
+CuPy is imported lazily, the first time a CUDA device is asked for, so the CPU path never
+imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+_cupy = None          # the cupy module once imported successfully
+_cupy_error = None    # why it could not be used, as a string
+
+
+def _load_cupy():
+    """Import CuPy on first use; remember the failure reason if it cannot run here."""
+    global _cupy, _cupy_error
+    if _cupy is not None or _cupy_error is not None:
+        return _cupy
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device is visible")
+        _cupy = cupy
+    except Exception as exc:  # ImportError, CUDARuntimeError, missing driver ...
+        _cupy_error = f"{type(exc).__name__}: {exc}"
+    return _cupy
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    return _load_cupy() is not None
+
+
+def cupy_module():
+    """The cupy module; raises a clear error when CUDA cannot be used here."""
+    cp = _load_cupy()
+    if cp is None:
+        raise RuntimeError(
+            "device 'cuda' was requested but CUDA is not available "
+            f"({_cupy_error}); install the GPU extra (pip install 'xpgrad[gpu]') "
+            "on a machine with an NVIDIA GPU, or use device='cpu'"
+        )
+    return cp
+
+
+@functools.lru_cache(maxsize=64)
+def parse_device(device) -> str:
+    """Normalize ``'cpu' | 'cuda' | 'cuda:N' | None`` to ``'cpu'`` or ``'cuda:N'``."""
+    if device is None:
+        return "cpu"
+    name = str(device)
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda":
+        return "cuda:0"
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return name
+    raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def is_cuda_array(x) -> bool:
+    """True for a CuPy ndarray (checked without importing CuPy)."""
+    return type(x).__module__.startswith("cupy")
+
+
+def array_module(x):
+    """The array module (numpy or cupy) that owns ``x``."""
+    if type(x).__module__.startswith("cupy"):
+        return _cupy if _cupy is not None else cupy_module()
+    return np
+
+
+def device_of(x) -> str:
+    """The device name of an array: ``'cpu'`` or ``'cuda:N'``."""
+    if is_cuda_array(x):
+        return f"cuda:{x.device.id}"
+    return "cpu"
+
+
+def module_for(device: str):
+    """The array module serving a (normalized) device name."""
+    return np if device == "cpu" else cupy_module()
+
+
+def to_device(x, device: str):
+    """Copy array ``x`` to ``device`` (no copy if it is already there)."""
+    device = parse_device(device)
+    src = device_of(x)
+    if src == device:
+        return x
+    if device == "cpu":
+        return x.get()
+    cp = cupy_module()
+    with cp.cuda.Device(int(device[5:])):
+        return cp.asarray(x)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host (NumPy) copy-or-view of any array."""
+    return x.get() if is_cuda_array(x) else np.asarray(x)
+
+
+def synchronize(device: str = "cuda:0") -> None:
+    """Wait for all queued GPU work on ``device`` (no-op on the CPU)."""
+    device = parse_device(device)
+    if device != "cpu":
+        cp = cupy_module()
+        with cp.cuda.Device(int(device[5:])):
+            cp.cuda.Stream.null.synchronize()
+
+
+@functools.lru_cache(maxsize=None)
+def _erf_ufunc():
+    import math
+
+    import numba
+
+    @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+    def erf(x):
+        return math.erf(x)
+
+    return erf
+
+
+def erf(x):
+    """Elementwise error function on either device (NumPy has none)."""
+    if is_cuda_array(x):
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+    return _erf_ufunc()(x)
+
+
+def add_at(target, index, values) -> None:
+    """Unbuffered ``target[index] += values`` (repeated indices accumulate)."""
+    if is_cuda_array(target):
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)

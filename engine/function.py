@@ -1,0 +1,261 @@
+"""``Function``: the unit of differentiation, and the switches that govern recording.
+
+An op is a subclass with two static methods that work on raw arrays (NumPy or CuPy)::
+
+    class Exp(Function):
+        '''y = exp(x);  gx = gy * y'''
+
+        @staticmethod
+        def forward(ctx, x):
+            y = ctx.xp.exp(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, gy):
+            (y,) = ctx.saved_tensors
+            return gy * y
+
+``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
+mode is on and some input requires grad, records the call as a graph node: the instance
+(``ctx``) keeps edges to its inputs' producers and only *weak* references to its outputs,
+so an output owns its creator and never the reverse (no reference cycles).
+
+Each backward formula is written once. For first-order gradients it runs on raw arrays with
+``ctx.xp`` the array module; under ``create_graph=True`` it runs on Tensors, with
+``ctx.xp`` the Tensor namespace :mod:`engine.tensor_xp` and ``ctx.saved_tensors`` the
+recorded Tensors, so that the backward is itself differentiated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import numpy as np
+
+from engine import backend
+from engine.tensor import Tensor
+
+_RELEASED = "released"   # marker for saved arrays freed by a backward pass
+
+
+class _GradMode:
+    enabled = True
+
+
+class _Anomaly:
+    enabled = False
+
+
+def is_grad_enabled() -> bool:
+    """True while operations are recorded for differentiation."""
+    return _GradMode.enabled
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    previous = _GradMode.enabled
+    _GradMode.enabled = enabled
+    try:
+        yield
+    finally:
+        _GradMode.enabled = previous
+
+
+def no_grad():
+    """Context manager (and decorator) under which no graph is recorded."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """Context manager (and decorator) that turns recording back on inside ``no_grad``."""
+    return _grad_mode(True)
+
+
+def set_grad_enabled(mode: bool):
+    """Context manager that sets grad mode to ``mode``."""
+    return _grad_mode(bool(mode))
+
+
+def _describe(arrays) -> str:
+    parts = []
+    for a in arrays:
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            parts.append(f"{tuple(a.shape)} {a.dtype} on {backend.device_of(a)}")
+        else:
+            parts.append(repr(a))
+    return ", ".join(parts)
+
+
+def _check_devices(op: str, arrays) -> object:
+    """The array module shared by ``arrays``; raises naming both devices on a mix."""
+    first = None
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            dev = "cpu"
+        elif backend.is_cuda_array(a):
+            dev = backend.device_of(a)
+        else:
+            continue
+        if first is None:
+            first = dev
+        elif dev != first:
+            raise RuntimeError(
+                f"{op}: expected all tensors on one device, got {first} and {dev}"
+            )
+    return np if first in (None, "cpu") else backend.cupy_module()
+
+
+class Function:
+    """Base class of every differentiable op (see the module docstring)."""
+
+    __slots__ = (
+        "xp", "edges", "outputs", "saved", "saved_tags", "needs_input_grad",
+        "out_meta", "_saved_view", "__weakref__", "__dict__",
+    )
+
+    # Ops whose backward uses values that are not differentiable functions of the inputs
+    # and outputs (fused kernels) set this; create_graph through them raises.
+    once_differentiable = False
+
+    @staticmethod
+    def forward(ctx, *arrays, **params):
+        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays)")
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError("a Function subclass must define backward(ctx, *grads)")
+
+    def save_for_backward(self, *values) -> None:
+        """Keep arrays (or scalars) that backward needs; freed after backward runs."""
+        self.saved = values
+
+    @property
+    def saved_tensors(self) -> tuple:
+        """What forward saved: arrays, or Tensors when backward builds a graph."""
+        if self._saved_view is not None:
+            return self._saved_view
+        if self.saved is _RELEASED:
+            raise RuntimeError(
+                f"{type(self).__name__}: trying to backward through the graph a second "
+                "time, but its saved arrays were freed by the first backward; pass "
+                "retain_graph=True to the first backward to keep them"
+            )
+        return self.saved
+
+    @classmethod
+    def apply(cls, *args, **params):
+        """Run the op on Tensors (or scalars/arrays); record a node when needed."""
+        ctx = object.__new__(cls)
+        arrays = []
+        record = False
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a.data)
+                if a.requires_grad:
+                    record = True
+            elif isinstance(a, np.generic):
+                arrays.append(a.item())  # NumPy scalars act like Python scalars
+            else:
+                arrays.append(a)
+        ctx.xp = _check_devices(cls.__name__, arrays)
+        ctx.saved = ()
+        ctx._saved_view = None
+        record = record and _GradMode.enabled
+        if record:
+            ctx.needs_input_grad = tuple(
+                isinstance(a, Tensor) and a.requires_grad for a in args
+            )
+        outs = cls.forward(ctx, *arrays, **params)
+        single = not isinstance(outs, tuple)
+        if single:
+            outs = (outs,)
+        outs = tuple(o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs)
+        if _Anomaly.enabled:
+            _check_forward_anomaly(cls.__name__, arrays, outs)
+        if not record:
+            results = tuple(Tensor._make(o, None, 0) for o in outs)
+            return results[0] if single else results
+        ctx.edges = tuple(
+            _edge(a) if needs else None for a, needs in zip(args, ctx.needs_input_grad)
+        )
+        results = tuple(Tensor._make(o, ctx, i) for i, o in enumerate(outs))
+        ctx.outputs = tuple(weakref.ref(t) for t in results)
+        ctx.out_meta = None if single else tuple((o.shape, o.dtype) for o in outs)
+        if ctx.saved:
+            ctx.saved_tags = _tag_saved(ctx.saved, arrays, outs)
+        return results[0] if single else results
+
+
+def _as_array(xp, value):
+    """NumPy returns scalars from 0-d results: make every output an array."""
+    return value if backend.is_cuda_array(value) else xp.asarray(value)
+
+
+def _edge(t: Tensor):
+    """Where the gradient of input ``t`` goes: its producer node, or the leaf itself."""
+    if t._node is None:
+        return (t, 0, t.data.shape, t.data.dtype)
+    return (t._node, t._index, t.data.shape, t.data.dtype)
+
+
+def _tag_saved(saved, inputs, outputs) -> tuple:
+    """Mark each saved value as input i, output i or a constant (for create_graph)."""
+    tags = []
+    for s in saved:
+        tag = None
+        for i, a in enumerate(inputs):
+            if s is a:
+                tag = ("in", i)
+                break
+        else:
+            for i, o in enumerate(outputs):
+                if s is o:
+                    tag = ("out", i)
+                    break
+        tags.append(tag)
+    return tuple(tags)
+
+
+def _check_forward_anomaly(op: str, inputs, outputs) -> None:
+    """Raise if an output holds NaN/inf of a kind none of the inputs held."""
+    def state(a):
+        if isinstance(a, (int, float)):
+            a = np.asarray(a)
+        if not hasattr(a, "dtype") or a.dtype.kind not in "fc":
+            return False, False
+        xp = backend.array_module(a)
+        return bool(xp.isnan(a).any()), bool(xp.isinf(a).any())
+
+    in_nan = in_inf = False
+    for a in inputs:
+        n, i = state(a)
+        in_nan, in_inf = in_nan or n, in_inf or i
+    for k, o in enumerate(outputs):
+        n, i = state(o)
+        if (n and not in_nan) or (i and not (in_inf or in_nan)):
+            kind = "NaN" if n else "inf"
+            raise FloatingPointError(
+                f"detect_anomaly: {op} forward produced {kind} in output {k} "
+                f"(inputs: {_describe(inputs)})"
+            )
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Name the first op whose forward output or backward gradient holds NaN or inf.
+
+    Inside this context every op checks its outputs: forward raises ``FloatingPointError``
+    when an output holds NaN (or inf) that none of its inputs held, so legitimate ``-inf``
+    masks pass through; backward raises when a gradient holds NaN or inf, naming the op
+    whose backward produced it. The checks synchronize with the device: debug use only.
+    """
+
+    def __enter__(self):
+        self._previous = _Anomaly.enabled
+        _Anomaly.enabled = True
+        return self
+
+    def __exit__(self, *exc):
+        _Anomaly.enabled = self._previous
+        return False

@@ -1,0 +1,144 @@
+"""Comparisons, ``where``, ``one_hot``: results carry no gradient (except ``where``'s
+value arguments)."""
+
+from __future__ import annotations
+
+from engine import backend
+from engine.function import Function, _check_devices
+from engine.ops.utils import shape_of, sum_to
+from engine.tensor import Tensor
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _compare(op: str, a, b):
+    a, b = _data(a), _data(b)
+    xp = _check_devices(op, (a, b))
+    try:
+        out = getattr(xp, op)(a, b)
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {tuple(shape_of(a))} and {tuple(shape_of(b))} cannot be broadcast "
+            "together"
+        ) from None
+    return Tensor._make(xp.asarray(out), None, 0)
+
+
+def equal(a, b) -> Tensor:
+    """a == b, elementwise (bool, no gradient)."""
+    return _compare("equal", a, b)
+
+
+def not_equal(a, b) -> Tensor:
+    """a != b, elementwise (bool, no gradient)."""
+    return _compare("not_equal", a, b)
+
+
+def less(a, b) -> Tensor:
+    """a < b, elementwise (bool, no gradient)."""
+    return _compare("less", a, b)
+
+
+def less_equal(a, b) -> Tensor:
+    """a <= b, elementwise (bool, no gradient)."""
+    return _compare("less_equal", a, b)
+
+
+def greater(a, b) -> Tensor:
+    """a > b, elementwise (bool, no gradient)."""
+    return _compare("greater", a, b)
+
+
+def greater_equal(a, b) -> Tensor:
+    """a >= b, elementwise (bool, no gradient)."""
+    return _compare("greater_equal", a, b)
+
+
+def logical_and(a, b) -> Tensor:
+    """a & b for bool tensors."""
+    return _compare("logical_and", a, b)
+
+
+def logical_or(a, b) -> Tensor:
+    """a | b for bool tensors."""
+    return _compare("logical_or", a, b)
+
+
+def logical_not(x) -> Tensor:
+    """~x for bool tensors."""
+    x = _data(x)
+    return Tensor._make(backend.array_module(x).logical_not(x), None, 0)
+
+
+def isfinite(x) -> Tensor:
+    """True where x is neither inf nor NaN."""
+    x = _data(x)
+    return Tensor._make(backend.array_module(x).isfinite(x), None, 0)
+
+
+def isnan(x) -> Tensor:
+    """True where x is NaN."""
+    x = _data(x)
+    return Tensor._make(backend.array_module(x).isnan(x), None, 0)
+
+
+def sign(x) -> Tensor:
+    """-1, 0 or 1 (no gradient: its derivative is 0 almost everywhere)."""
+    x = _data(x)
+    return Tensor._make(backend.array_module(x).sign(x), None, 0)
+
+
+class Where(Function):
+    """y = a where cond else b;  ga = gy where cond else 0,  gb = gy where not cond else 0"""
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        if cond.dtype != bool:
+            raise TypeError(f"where: condition must be bool, got {cond.dtype}")
+        ctx.save_for_backward(cond)
+        ctx.shapes = (shape_of(a), shape_of(b))
+        try:
+            return ctx.xp.where(cond, a, b)
+        except ValueError:
+            raise ValueError(
+                f"where: shapes {tuple(cond.shape)}, {tuple(shape_of(a))} and "
+                f"{tuple(shape_of(b))} cannot be broadcast together"
+            ) from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        (cond,) = ctx.saved_tensors
+        xp = ctx.xp
+        sa, sb = ctx.shapes
+        ga = sum_to(xp.where(cond, gy, 0.0), sa) if ctx.needs_input_grad[1] else None
+        gb = sum_to(xp.where(cond, 0.0, gy), sb) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+def where(cond, a, b) -> Tensor:
+    """Pick from ``a`` where ``cond`` holds, else from ``b`` (broadcasting)."""
+    if not isinstance(cond, Tensor):
+        xp = backend.array_module(_data(a) if isinstance(a, Tensor) else _data(b))
+        cond = Tensor._make(xp.asarray(cond), None, 0)
+    return Where.apply(cond, a, b)
+
+
+def one_hot(indices, num_classes: int = -1, dtype=None) -> Tensor:
+    """``(..., C)`` with a 1 at each index (int64 unless ``dtype``; no gradient)."""
+    idx = _data(indices)
+    xp = backend.array_module(idx)
+    idx = xp.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: indices must be integers, got {idx.dtype}")
+    if num_classes < 0:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
+        raise ValueError(
+            f"one_hot: indices must lie in [0, {num_classes}), got range "
+            f"[{int(idx.min())}, {int(idx.max())}]"
+        )
+    out = xp.zeros(idx.shape + (num_classes,), dtype=dtype or xp.int64)
+    xp.put_along_axis(out, idx[..., None], 1, axis=-1)
+    return Tensor._make(out, None, 0)

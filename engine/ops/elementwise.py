@@ -1,0 +1,520 @@
+"""Elementwise ops. Each docstring gives y = f(x) and the gradient rule, gy -> gx.
+
+Binary ops broadcast like NumPy; their backward sums each gradient back to its input's
+shape with :func:`sum_to`. Python scalars are NumPy "weak" scalars: ``float32 * 2.0`` stays
+float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+from engine import backend
+from engine.function import Function
+from engine.ops.utils import shape_of, sum_to
+
+
+def _broadcast_error(op, a, b):
+    return ValueError(
+        f"{op}: shapes {tuple(shape_of(a))} and {tuple(shape_of(b))} cannot be broadcast together"
+    )
+
+
+class Add(Function):
+    """y = a + b;  ga = gy,  gb = gy"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (shape_of(a), shape_of(b))
+        try:
+            return a + b
+        except ValueError:
+            raise _broadcast_error("add", a, b) from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        sa, sb = ctx.shapes
+        return sum_to(gy, sa), sum_to(gy, sb)
+
+
+class Sub(Function):
+    """y = a - b;  ga = gy,  gb = -gy"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (shape_of(a), shape_of(b))
+        try:
+            return a - b
+        except ValueError:
+            raise _broadcast_error("sub", a, b) from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        sa, sb = ctx.shapes
+        gb = sum_to(-gy, sb) if ctx.needs_input_grad[1] else None
+        return sum_to(gy, sa), gb
+
+
+class Mul(Function):
+    """y = a * b;  ga = gy * b,  gb = gy * a"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return a * b
+        except ValueError:
+            raise _broadcast_error("mul", a, b) from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        ga = sum_to(gy * b, shape_of(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(gy * a, shape_of(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    """y = a / b;  ga = gy / b,  gb = -gy * a / b² = -gy * y / b"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        try:
+            y = a / b
+        except ValueError:
+            raise _broadcast_error("div", a, b) from None
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b, y = ctx.saved_tensors
+        ga = sum_to(gy / b, shape_of(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-gy * y / b, shape_of(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    """y = -x;  gx = -gy"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, gy):
+        return -gy
+
+
+class Pow(Function):
+    """y = a ** b
+
+    ga = gy * b * a ** (b - 1)   (0 where b == 0, as d(a**0)/da = 0)
+    gb = gy * y * log(a)          (0 where a == 0 and b >= 0, as PyTorch)
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        try:
+            y = a ** b
+        except ValueError:
+            raise _broadcast_error("pow", a, b) from None
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b, y = ctx.saved_tensors
+        xp = ctx.xp
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            if isinstance(b, (int, float)):
+                ga = gy * 0.0 if b == 0 else gy * b * a ** (b - 1)
+            else:
+                ga = xp.where(b == 0, 0.0, gy * b * a ** (b - 1))
+            ga = sum_to(ga, shape_of(a))
+        if ctx.needs_input_grad[1]:
+            if isinstance(a, (int, float)):
+                gb = gy * y * (math.log(a) if a > 0 else (0.0 if a == 0 else math.nan))
+            else:
+                gb = xp.where((a == 0) & (b >= 0), 0.0, gy * y * xp.log(a))
+            gb = sum_to(gb, shape_of(b))
+        return ga, gb
+
+
+class Exp(Function):
+    """y = exp(x);  gx = gy * y"""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * y
+
+
+class Log(Function):
+    """y = log(x);  gx = gy / x"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return gy / x
+
+
+class Sqrt(Function):
+    """y = √x;  gx = gy / (2y)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy / (2.0 * y)
+
+
+class Abs(Function):
+    """y = |x|;  gx = gy * sign(x)   (0 at x = 0, as PyTorch)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return gy * ctx.xp.sign(x)
+
+
+class Maximum(Function):
+    """y = max(a, b);  ga = gy where a > b,  gb = gy where b > a;  ties split gy in half"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return ctx.xp.maximum(a, b)
+        except ValueError:
+            raise _broadcast_error("maximum", a, b) from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        return _select_grads(ctx, gy, a, b, ctx.xp.greater)
+
+
+class Minimum(Function):
+    """y = min(a, b);  ga = gy where a < b,  gb = gy where b < a;  ties split gy in half"""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return ctx.xp.minimum(a, b)
+        except ValueError:
+            raise _broadcast_error("minimum", a, b) from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        return _select_grads(ctx, gy, a, b, ctx.xp.less)
+
+
+def _select_grads(ctx, gy, a, b, wins):
+    """Gradients of max/min: the winner takes gy, a tie gives each half."""
+    xp = ctx.xp
+    half = gy * 0.5
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = sum_to(xp.where(wins(a, b), gy, xp.where(a == b, half, 0.0)), shape_of(a))
+    if ctx.needs_input_grad[1]:
+        gb = sum_to(xp.where(wins(b, a), gy, xp.where(a == b, half, 0.0)), shape_of(b))
+    return ga, gb
+
+
+class Clip(Function):
+    """y = min(max(x, lo), hi);  gx = gy where lo ≤ x ≤ hi, else 0 (bounds included)"""
+
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        ctx.lo, ctx.hi = lo, hi
+        ctx.save_for_backward(x)
+        if lo is None and hi is None:
+            return x.copy()
+        return ctx.xp.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        xp = ctx.xp
+        if ctx.lo is not None:
+            gy = xp.where(x >= ctx.lo, gy, 0.0)
+        if ctx.hi is not None:
+            gy = xp.where(x <= ctx.hi, gy, 0.0)
+        return gy
+
+
+class Tanh(Function):
+    """y = tanh(x);  gx = gy * (1 - y²)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * (1.0 - y * y)
+
+
+def stable_sigmoid(xp, x):
+    """σ(x) as 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0, e = exp(-|x|): never overflows."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+class Sigmoid(Function):
+    """y = σ(x) = 1 / (1 + e^(-x));  gx = gy * y * (1 - y)
+
+    Computed as 1/(1+e) for x ≥ 0 and e/(1+e) for x < 0 with e = exp(-|x|): no overflow.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        y = stable_sigmoid(ctx.xp, x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * y * (1.0 - y)
+
+
+class ReLU(Function):
+    """y = max(x, 0);  gx = gy where x > 0, else 0 (0 at x = 0, as PyTorch)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return ctx.xp.where(y > 0, gy, 0.0)
+
+
+class LeakyReLU(Function):
+    """y = x if x > 0 else s·x;  gx = gy if x > 0 else s·gy"""
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.slope = negative_slope
+        ctx.save_for_backward(x)
+        return ctx.xp.where(x > 0, x, x * negative_slope)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return ctx.xp.where(x > 0, gy, gy * ctx.slope)
+
+
+class Erf(Function):
+    """y = erf(x);  gx = gy * 2/√π · exp(-x²)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return backend.erf(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return gy * (2.0 / math.sqrt(math.pi)) * ctx.xp.exp(-x * x)
+
+
+class GELU(Function):
+    """Gaussian error linear unit, y = x·Φ(x).
+
+    exact ('none'):  Φ(x) = ½(1 + erf(x/√2));   gx = gy·(Φ(x) + x·φ(x)),  φ(x) = e^(-x²/2)/√(2π)
+    'tanh':  y = ½x(1 + t),  t = tanh(u),  u = √(2/π)(x + 0.044715x³)
+             gx = gy·(½(1 + t) + ½x(1 - t²)·√(2/π)(1 + 3·0.044715x²))
+    """
+
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        ctx.approximate = approximate
+        ctx.save_for_backward(x)
+        if approximate == "tanh":
+            u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
+            return 0.5 * x * (1.0 + ctx.xp.tanh(u))
+        return 0.5 * x * (1.0 + backend.erf(x * (1.0 / math.sqrt(2.0))))
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        xp = ctx.xp
+        if ctx.approximate == "tanh":
+            k = math.sqrt(2.0 / math.pi)
+            t = xp.tanh(k * (x + 0.044715 * x * x * x))
+            dy = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x)
+            return gy * dy
+        cdf = 0.5 * (1.0 + xp.erf(x * (1.0 / math.sqrt(2.0))))
+        pdf = xp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+        return gy * (cdf + x * pdf)
+
+
+class Softplus(Function):
+    """y = log(1 + e^(βx))/β, and y = x where βx > threshold (PyTorch's form)
+
+    gx = gy · σ(βx), and gy where βx > threshold.
+    """
+
+    @staticmethod
+    def forward(ctx, x, beta=1.0, threshold=20.0):
+        xp = ctx.xp
+        ctx.beta, ctx.threshold = beta, threshold
+        ctx.save_for_backward(x)
+        bx = x * beta
+        stable = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta
+        return xp.where(bx > threshold, x, stable)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        xp = ctx.xp
+        bx = x * ctx.beta
+        return xp.where(bx > ctx.threshold, gy, gy * stable_sigmoid(xp, bx))
+
+
+class Cast(Function):
+    """y = x as another dtype;  gx = gy cast back"""
+
+    @staticmethod
+    def forward(ctx, x, dtype=None):
+        ctx.src = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy.astype(ctx.src)
+
+
+def add(a, b):
+    """a + b (broadcasting)."""
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    """a - b (broadcasting)."""
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    """a * b (broadcasting)."""
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    """a / b (broadcasting)."""
+    return Div.apply(a, b)
+
+
+def neg(x):
+    """-x."""
+    return Neg.apply(x)
+
+
+def pow(a, b):
+    """a ** b; either may be a Tensor or a scalar."""
+    return Pow.apply(a, b)
+
+
+def exp(x):
+    """e^x."""
+    return Exp.apply(x)
+
+
+def log(x):
+    """Natural logarithm."""
+    return Log.apply(x)
+
+
+def sqrt(x):
+    """√x."""
+    return Sqrt.apply(x)
+
+
+def abs(x):
+    """|x|."""
+    return Abs.apply(x)
+
+
+def maximum(a, b):
+    """Elementwise max (ties share the gradient)."""
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b):
+    """Elementwise min (ties share the gradient)."""
+    return Minimum.apply(a, b)
+
+
+def clip(x, min=None, max=None):
+    """Clamp to [min, max] (scalars; either may be None)."""
+    return Clip.apply(x, lo=min, hi=max)
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return Tanh.apply(x)
+
+
+def sigmoid(x):
+    """Logistic sigmoid 1/(1 + e^(-x))."""
+    return Sigmoid.apply(x)
+
+
+def relu(x):
+    """max(x, 0)."""
+    return ReLU.apply(x)
+
+
+def leaky_relu(x, negative_slope: float = 0.01):
+    """x if x > 0 else negative_slope·x."""
+    return LeakyReLU.apply(x, negative_slope=negative_slope)
+
+
+def erf(x):
+    """Error function."""
+    return Erf.apply(x)
+
+
+def gelu(x, approximate: str = "none"):
+    """GELU, exact (``'none'``, erf form) or ``'tanh'`` approximation, as PyTorch."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(x, approximate=approximate)
+
+
+def softplus(x, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + e^(βx))/β, linear where βx > threshold."""
+    return Softplus.apply(x, beta=beta, threshold=threshold)

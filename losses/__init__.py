@@ -1,0 +1,1 @@
+"""Loss functions (MSE, cross-entropy, NLL, binary cross-entropy) and metrics."""

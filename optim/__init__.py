@@ -1,0 +1,1 @@
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) with PyTorch's update rules and defaults."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: the device parameter and the Hypothesis profiles."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import engine
+from engine import backend
+
+settings.register_profile(
+    "default", max_examples=50, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "quick", max_examples=10, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip GPU-marked tests where CuPy has no GPU."""
+    if backend.cuda_is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and an NVIDIA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Every device-aware test runs once per device; CUDA cases skip without a GPU."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _isolate_engine_state():
+    """Each test starts with seed 0 and float32 default, whatever the previous one did."""
+    engine.manual_seed(0)
+    engine.set_default_dtype(np.float32)
+    yield
+    engine.set_default_dtype(np.float32)
