@@ -43,7 +43,7 @@ def _as_root_grad(t: Tensor, g, create_graph: bool):
 def _walk_order(roots):
     """Dependency counts of every node reachable from ``roots`` (iterative DFS)."""
     deps = {}
-    stack = [n for n in roots if n is not None]
+    stack = list(dict.fromkeys(n for n in roots if n is not None))   # each node once
     seen = set(stack)
     while stack:
         node = stack.pop()
