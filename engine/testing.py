@@ -58,17 +58,21 @@ def away_from(elements: st.SearchStrategy, points=(0.0,), margin: float = 1e-2):
     return elements.map(shift)
 
 
-def _non_contiguous(draw, array: np.ndarray) -> np.ndarray:
-    """The same values in a strided or transposed layout."""
-    if array.ndim >= 2 and draw(st.booleans()):
-        axes = draw(st.permutations(range(array.ndim)))
-        inverse = np.argsort(axes)
-        return np.ascontiguousarray(array.transpose(axes)).transpose(inverse)
-    big = np.empty(tuple(2 * n for n in array.shape) or (2,), dtype=array.dtype)
-    view = big[tuple(slice(None, None, 2) for _ in array.shape)] if array.ndim else big[:1]
-    view = view.reshape(array.shape)
+def strided_copy(array: np.ndarray, transposed: bool = False) -> np.ndarray:
+    """The same values in a non-contiguous layout: every other element of a buffer twice
+    as large, or (``transposed``, 2+ axes) a transposed view of a reversed-axes copy."""
+    if transposed and array.ndim >= 2:
+        return np.ascontiguousarray(array.transpose()).transpose()
+    if array.ndim == 0:
+        return array.copy()
+    big = np.zeros(tuple(2 * n for n in array.shape), dtype=array.dtype)
+    view = big[tuple(slice(None, None, 2) for _ in array.shape)]
     view[...] = array
     return view
+
+
+def _non_contiguous(draw, array: np.ndarray) -> np.ndarray:
+    return strided_copy(array, transposed=draw(st.booleans()))
 
 
 @st.composite

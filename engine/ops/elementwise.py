@@ -377,7 +377,8 @@ class GELU(Function):
             t = xp.tanh(k * (x + 0.044715 * x * x * x))
             dy = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x)
             return gy * dy
-        cdf = 0.5 * (1.0 + xp.erf(x * (1.0 / math.sqrt(2.0))))
+        erf = getattr(xp, "erf", backend.erf)      # NumPy and CuPy have no erf
+        cdf = 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
         pdf = xp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
         return gy * (cdf + x * pdf)
 
