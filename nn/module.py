@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from engine import backend
+from engine import backend, dtypes
 from engine.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -32,6 +32,13 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def empty_parameter(shape, dtype=None, requires_grad: bool = True) -> Parameter:
+    """An uninitialized host Parameter of ``shape`` in ``dtype`` (the default dtype when
+    None), for a layer's ``reset_parameters`` to fill."""
+    dtype = dtypes.get_default_dtype() if dtype is None else np.dtype(dtype)
+    return Parameter(np.empty(tuple(shape), dtype=dtype), requires_grad=requires_grad)
 
 
 class Module:
