@@ -18,3 +18,4 @@ __all__ = [
     "Embedding",
     "MLP", "ModuleDict", "ModuleList", "Sequential",
 ]
+from nn.rnn import LSTM, LSTMCell
