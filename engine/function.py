@@ -171,6 +171,7 @@ class Function:
         single = not isinstance(outs, tuple)
         if single:
             outs = (outs,)
+        raw = outs
         outs = tuple(o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs)
         if _Anomaly.enabled:
             _check_forward_anomaly(cls.__name__, arrays, outs)
@@ -184,7 +185,7 @@ class Function:
         ctx.outputs = tuple(weakref.ref(t) for t in results)
         ctx.out_meta = None if single else tuple((o.shape, o.dtype) for o in outs)
         if ctx.saved:
-            ctx.saved_tags = _tag_saved(ctx.saved, arrays, outs)
+            ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, raw, outs)
         return results[0] if single else results
 
 
@@ -200,9 +201,13 @@ def _edge(t: Tensor):
     return (t._node, t._index, t.data.shape, t.data.dtype)
 
 
-def _tag_saved(saved, inputs, outputs) -> tuple:
-    """Mark each saved value as input i, output i or a constant (for create_graph)."""
-    tags = []
+def _tag_saved(saved, inputs, raw_outputs, outputs):
+    """Mark each saved value as input i, output i or a constant (for create_graph).
+
+    A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
+    the output Tensor holds, so that it stays tied to the graph.
+    """
+    values, tags = [], []
     for s in saved:
         tag = None
         for i, a in enumerate(inputs):
@@ -210,12 +215,14 @@ def _tag_saved(saved, inputs, outputs) -> tuple:
                 tag = ("in", i)
                 break
         else:
-            for i, o in enumerate(outputs):
+            for i, o in enumerate(raw_outputs):
                 if s is o:
                     tag = ("out", i)
+                    s = outputs[i]
                     break
+        values.append(s)
         tags.append(tag)
-    return tuple(tags)
+    return tuple(values), tuple(tags)
 
 
 def _check_forward_anomaly(op: str, inputs, outputs) -> None:

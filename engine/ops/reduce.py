@@ -122,9 +122,10 @@ class LogSumExp(Function):
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)   # rows of -inf: exp(-inf) = 0, no inf - inf
         y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
-        ctx.save_for_backward(x, y)
-        return y if keepdims else y.reshape(tuple(
-            n for i, n in enumerate(x.shape) if i not in axes))
+        if not keepdims:
+            y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+        ctx.save_for_backward(x, y)   # the output itself: second derivatives flow through it
+        return y
 
     @staticmethod
     def backward(ctx, gy):
