@@ -35,7 +35,6 @@ import numpy as np
 
 import engine
 from engine.function import Function
-from engine.ops.elementwise import stable_sigmoid
 from engine.tensor import Tensor
 from nn import init
 from nn.module import Module, Parameter
@@ -60,6 +59,7 @@ class LSTMCellFunction(Function):
     """The LSTM step as one op: (xa, ha, c) -> (h', c'), with a = xa + ha (B, 4H).
 
     Forward:  i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
+              (σ(x) computed as ½(1 + tanh(x/2)), the same function in one tanh pass)
               c' = f ⊙ c + i ⊙ g;  h' = o ⊙ tanh(c')
     Backward (gh', gc' the incoming gradients, t = tanh(c')):
               gĉ   = gc' + gh' ⊙ o ⊙ (1 - t²)        total gradient reaching c'
@@ -78,11 +78,15 @@ class LSTMCellFunction(Function):
     def forward(ctx, xa, ha, c):
         xp = ctx.xp
         H = c.shape[-1]
-        a = xa.reshape(ha.shape) + ha                      # (B, 4H)
-        act = xp.empty_like(a)                             # [i, f, g, o] activations
-        act[..., :2 * H] = stable_sigmoid(xp, a[..., :2 * H])
-        act[..., 2 * H:3 * H] = xp.tanh(a[..., 2 * H:3 * H])
-        act[..., 3 * H:] = stable_sigmoid(xp, a[..., 3 * H:])
+        a = xa.reshape(ha.shape) + ha                      # (B, 4H), a fresh array
+        sig = (slice(0, 2 * H), slice(3 * H, 4 * H))       # columns of the σ gates i, f, o
+        # σ(x) = ½(1 + tanh(x/2)): one tanh pass over all four gates, no overflow
+        for s in sig:
+            a[..., s] *= 0.5
+        act = xp.tanh(a, out=a)                            # [i, f, g, o] activations
+        for s in sig:
+            act[..., s] += 1.0
+            act[..., s] *= 0.5
         i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
         c_new = f * c + i * g
         t = xp.tanh(c_new)
