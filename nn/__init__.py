@@ -1,21 +1,14 @@
 """Neural-network layers with PyTorch's constructor arguments, defaults and state_dict keys."""
+# ruff: noqa: F401  (this file is the list of what ``nn`` exports)
 
 from nn.module import Module, Parameter
 from nn import functional, init
-from nn.linear import Identity, Linear
+from nn.linear import Flatten, Identity, Linear
 from nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from nn.dropout import Dropout
 from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nn.embedding import Embedding
+from nn.conv import Conv2d
+from nn.pooling import AvgPool2d, MaxPool2d
 from nn.container import MLP, ModuleDict, ModuleList, Sequential
-
-__all__ = [
-    "Module", "Parameter", "functional", "init",
-    "Identity", "Linear",
-    "GELU", "LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
-    "Dropout",
-    "BatchNorm1d", "BatchNorm2d", "LayerNorm",
-    "Embedding",
-    "MLP", "ModuleDict", "ModuleList", "Sequential",
-]
 from nn.rnn import LSTM, LSTMCell

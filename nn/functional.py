@@ -12,14 +12,17 @@ import warnings
 import numpy as np
 
 import engine
-from engine import backend
+from engine import backend, kernels
 from engine.function import Function
 from engine.ops.indexing import scatter_add
 from engine.tensor import Tensor
+from nn.conv import conv2d
+from nn.pooling import avg_pool2d, max_pool2d
 
 __all__ = [
     "linear", "relu", "gelu", "tanh", "sigmoid", "leaky_relu", "softmax", "log_softmax",
-    "dropout", "embedding", "layer_norm", "batch_norm", "flatten", "pad",
+    "dropout", "embedding", "layer_norm", "batch_norm", "conv2d", "max_pool2d",
+    "avg_pool2d", "flatten", "pad",
 ]
 
 
@@ -229,21 +232,7 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """y = (x - μ) / √(σ² + ε) · γ + β over the trailing ``normalized_shape`` axes
     (biased σ²). Runs the engine's layer-norm kernel (fused, or the literal reference
-    under ``engine.use_fused(False)``)."""
-    from engine import kernels
-
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
-    normalized_shape = tuple(normalized_shape)
-    k = len(normalized_shape)
-    if k == 0 or tuple(input.shape[input.ndim - k:]) != normalized_shape or input.ndim < k:
-        raise ValueError(f"layer_norm: input {input.shape} does not end with "
-                         f"normalized_shape {normalized_shape}")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.shape) != normalized_shape:
-            raise ValueError(f"layer_norm: {name} {t.shape} does not match "
-                             f"normalized_shape {normalized_shape}")
-    _check_float("layer_norm", input=input, weight=weight, bias=bias)
+    under ``engine.use_fused(False)``), which checks the shapes and dtypes."""
     return kernels.layer_norm(input, normalized_shape, weight, bias, eps)
 
 

@@ -1,4 +1,4 @@
-"""Linear (affine) layer and Identity, as ``torch.nn.Linear`` / ``torch.nn.Identity``."""
+"""Linear (affine) layer, Identity and Flatten, as PyTorch's."""
 
 from __future__ import annotations
 
@@ -18,6 +18,21 @@ class Identity(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return input
+
+
+class Flatten(Module):
+    """Merge axes ``start_dim..end_dim`` into one: (N, C, H, W) -> (N, C·H·W) by default."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+        self.end_dim = end_dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.flatten(input, self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Linear(Module):
