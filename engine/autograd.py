@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from engine import backend
-from engine.function import _RELEASED, _Anomaly, _grad_mode
+from engine.function import _RELEASED, _Anomaly, _GradMode
 from engine.tensor import Tensor
 
 
@@ -94,15 +94,15 @@ def _saved_as_tensors(node):
 
 
 def _run_node(node, grads, create_graph):
-    """Call ``node.backward`` in the right mode; returns a tuple of input gradients."""
-    op = type(node).__name__
+    """Call ``node.backward`` on arrays, or on Tensors when building a graph; returns a
+    tuple of input gradients. Grad mode is set by the caller for the whole walk."""
     if node.saved is _RELEASED:
         _ = node.saved_tensors  # raises the "backward twice" error
     if create_graph:
         if node.once_differentiable:
             raise RuntimeError(
-                f"{op}: its backward is not differentiable (a fused kernel); compute "
-                "higher-order gradients with engine.use_fused(False)"
+                f"{type(node).__name__}: its backward is not differentiable (a fused "
+                "kernel); compute higher-order gradients with engine.use_fused(False)"
             )
         from engine import tensor_xp
 
@@ -111,28 +111,24 @@ def _run_node(node, grads, create_graph):
         node.xp = tensor_xp
         node._saved_view = _saved_as_tensors(node) if node.saved else ()
         try:
-            with _grad_mode(True):
-                gxs = node.backward(node, *grads)
+            gxs = node.backward(node, *grads)
         finally:
             node.xp = xp_saved
             node._saved_view = None
     else:
-        grads = [g.data if isinstance(g, Tensor) else g for g in grads]
-        with _grad_mode(False):
-            gxs = node.backward(node, *grads)
-    if not isinstance(gxs, tuple):
+        gxs = node.backward(node, *grads)
+    if type(gxs) is not tuple:
         gxs = (gxs,)
-    # NumPy turns 0-d results into scalars: make them arrays again
-    gxs = tuple(np.asarray(g) if isinstance(g, np.generic) else g for g in gxs)
     if len(gxs) != len(node.edges):
-        raise RuntimeError(
-            f"{op}.backward returned {len(gxs)} gradients for {len(node.edges)} inputs"
-        )
+        raise RuntimeError(f"{type(node).__name__}.backward returned {len(gxs)} gradients "
+                           f"for {len(node.edges)} inputs")
     return gxs
 
 
 def _check_grad(op, i, g, shape, dtype):
-    """Every gradient must have the shape and dtype of its input."""
+    """Every gradient must be an array with the shape and dtype of its input."""
+    if isinstance(g, np.generic):
+        g = np.asarray(g)          # NumPy turns 0-d results into scalars
     data = g.data if isinstance(g, Tensor) else g
     if not (isinstance(data, np.ndarray) or backend.is_cuda_array(data)):
         raise RuntimeError(f"{op}.backward returned {type(g).__name__} for input {i}, "
@@ -150,6 +146,7 @@ def _check_grad(op, i, g, shape, dtype):
                 f"detect_anomaly: {op} backward produced {kind} in the gradient of input {i} "
                 f"(shape {shape})"
             )
+    return g
 
 
 def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
@@ -158,14 +155,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
     if retain_graph is None:
         retain_graph = create_graph
     node_grads = {}      # node -> list of gradient contributions per output
-    leaf_grads = {}      # leaf tensor -> gradient (only when capturing `inputs`)
     capture = None
     if inputs is not None:
         capture = {}
         for t in inputs:
-            key = t if t._node is None else (t._node, t._index)
-            capture[key] = None
+            capture[t if t._node is None else (t._node, t._index)] = None
     roots_nodes = []
+    leaf_grads = {}
     for t, g in zip(roots, root_grads):
         if not t.requires_grad:
             raise RuntimeError(
@@ -175,64 +171,21 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
             )
         g = _as_root_grad(t, g, create_graph)
         if t._node is None:       # the root is a leaf itself
-            if capture is not None:
-                if t in capture:
-                    capture[t] = _accumulate(capture[t], g)
-            else:
-                _accumulate_leaf(t, g, create_graph)
+            if capture is None:
+                leaf_grads[t] = _accumulate(leaf_grads.get(t), g)
+            elif t in capture:
+                capture[t] = _accumulate(capture[t], g)
             continue
         slots = node_grads.setdefault(t._node, [None] * len(t._node.outputs))
         slots[t._index] = _accumulate(slots[t._index], g)
         roots_nodes.append(t._node)
 
-    deps = _walk_order(roots_nodes)
-    ready = deque(n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0)
-    while ready:
-        node = ready.popleft()
-        grads = node_grads.pop(node, None)
-        live = grads is not None and any(g is not None for g in grads)
-        if live:
-            if capture is not None:
-                for i, g in enumerate(grads):
-                    if (node, i) in capture and g is not None:
-                        capture[(node, i)] = g
-            for i, ref in enumerate(node.outputs):
-                t = ref()
-                if t is not None and t._retains_grad and grads[i] is not None:
-                    g = grads[i]
-                    t.grad = g if isinstance(g, Tensor) and create_graph else (
-                        Tensor._make(g.data if isinstance(g, Tensor) else g, None, 0))
-            if any(g is None for g in grads):
-                grads = [g if g is not None else
-                         backend.array_module(_meta_array(node)).zeros(shape, dtype=dtype)
-                         for g, (shape, dtype) in zip(grads, node.out_meta)]
-            gxs = _run_node(node, grads, create_graph)
-            if not retain_graph and node.saved:
-                node.saved = _RELEASED
-        op = type(node).__name__
-        for i, edge in enumerate(node.edges):
-            if edge is None:
-                continue
-            target, idx, shape, dtype = edge
-            g = gxs[i] if live else None
-            if g is not None:
-                _check_grad(op, i, g, shape, dtype)
-            if isinstance(target, Tensor):
-                if g is None:
-                    continue
-                if capture is not None:
-                    if target in capture:
-                        capture[target] = _accumulate(capture[target], g)
-                else:
-                    leaf_grads[target] = _accumulate(leaf_grads.get(target), g)
-                continue
-            if g is not None:
-                slots = node_grads.setdefault(target, [None] * len(target.outputs))
-                slots[idx] = _accumulate(slots[idx], g)
-            deps[target] -= 1
-            if deps[target] == 0:
-                ready.append(target)
-
+    previous = _GradMode.enabled
+    _GradMode.enabled = create_graph        # record only when a graph of grads is wanted
+    try:
+        _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph)
+    finally:
+        _GradMode.enabled = previous
     for leaf, g in leaf_grads.items():
         _accumulate_leaf(leaf, g, create_graph)
     if capture is None:
@@ -244,6 +197,75 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
             g = Tensor._make(g, None, 0)
         result.append(g)
     return result
+
+
+def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph):
+    """Run every node once all its consumers have contributed their gradients."""
+    deps = _walk_order(roots_nodes)
+    ready = deque(n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0)
+    while ready:
+        node = ready.popleft()
+        grads = node_grads.pop(node, None)
+        if grads is not None and len(grads) > 1:
+            if all(g is None for g in grads):
+                grads = None
+            else:      # outputs nobody used get zero gradients
+                xp = backend.array_module(_meta_array(node))
+                grads = [g if g is not None else xp.zeros(shape, dtype=dtype)
+                         for g, (shape, dtype) in zip(grads, node.out_meta)]
+        if grads is not None:
+            if capture is not None:
+                for i, g in enumerate(grads):
+                    if (node, i) in capture:
+                        capture[(node, i)] = g
+            if Tensor._retain_grad_calls:
+                for i, ref in enumerate(node.outputs):
+                    t = ref()
+                    if t is not None and t._retains_grad:
+                        g = grads[i]
+                        t.grad = g if isinstance(g, Tensor) and create_graph else (
+                            Tensor._make(g.data if isinstance(g, Tensor) else g, None, 0))
+            if create_graph or node.saved is _RELEASED:
+                gxs = _run_node(node, grads, create_graph)
+            else:                                    # first order: raw arrays, inline
+                gxs = node.backward(node, *grads)
+                if type(gxs) is not tuple:
+                    gxs = (gxs,)
+                if len(gxs) != len(node.edges):
+                    raise RuntimeError(f"{type(node).__name__}.backward returned {len(gxs)} "
+                                       f"gradients for {len(node.edges)} inputs")
+            if not retain_graph and node.saved:
+                node.saved = _RELEASED
+        i = -1
+        for edge in node.edges:
+            i += 1
+            if edge is None:
+                continue
+            target, idx, shape, dtype = edge
+            g = None if grads is None else gxs[i]
+            if g is not None:
+                if type(g) is not np.ndarray or g.shape != shape or g.dtype != dtype:
+                    g = _check_grad(type(node).__name__, i, g, shape, dtype)
+                elif _Anomaly.enabled:
+                    _check_grad(type(node).__name__, i, g, shape, dtype)
+            if type(target) is not tuple and isinstance(target, Tensor):
+                if g is None:
+                    continue
+                if capture is None:
+                    leaf_grads[target] = _accumulate(leaf_grads.get(target), g)
+                elif target in capture:
+                    capture[target] = _accumulate(capture[target], g)
+                continue
+            if g is not None:
+                slots = node_grads.get(target)
+                if slots is None:
+                    slots = node_grads[target] = [None] * len(target.outputs)
+                old = slots[idx]
+                slots[idx] = g if old is None else old + g
+            remaining = deps[target] - 1
+            deps[target] = remaining
+            if remaining == 0:
+                ready.append(target)
 
 
 def _meta_array(node):

@@ -110,10 +110,11 @@ def _check_devices(op: str, arrays) -> object:
 class Function:
     """Base class of every differentiable op (see the module docstring)."""
 
-    __slots__ = (
-        "xp", "edges", "outputs", "saved", "saved_tags", "needs_input_grad",
-        "out_meta", "_saved_view", "__weakref__", "__dict__",
-    )
+    # Defaults, overwritten per instance only when needed (keeps apply cheap).
+    saved = ()
+    saved_tags = None
+    out_meta = None
+    _saved_view = None
 
     # Ops whose backward uses values that are not differentiable functions of the inputs
     # and outputs (fused kernels) set this; create_graph through them raises.
@@ -130,6 +131,10 @@ class Function:
     def save_for_backward(self, *values) -> None:
         """Keep arrays (or scalars) that backward needs; freed after backward runs."""
         self.saved = values
+
+    def input_shape(self, i: int) -> tuple:
+        """The shape of input ``i`` (recorded for every input that needs a gradient)."""
+        return self.edges[i][2]
 
     @property
     def saved_tensors(self) -> tuple:
@@ -149,56 +154,66 @@ class Function:
         """Run the op on Tensors (or scalars/arrays); record a node when needed."""
         ctx = object.__new__(cls)
         arrays = []
+        needs = []
+        edges = []
         record = False
+        grad_on = _GradMode.enabled
+        plain = True              # every array a NumPy ndarray (the common case)
         for a in args:
             if isinstance(a, Tensor):
-                arrays.append(a.data)
-                if a.requires_grad:
+                d = a.data
+                if type(d) is not np.ndarray:
+                    plain = False
+                arrays.append(d)
+                if a.requires_grad and grad_on:
                     record = True
+                    needs.append(True)
+                    node = a._node    # the gradient goes to a's producer, or to a leaf
+                    edges.append((a, 0, d.shape, d.dtype) if node is None else
+                                 (node, a._index, d.shape, d.dtype))
+                    continue
             elif isinstance(a, np.generic):
-                arrays.append(a.item())  # NumPy scalars act like Python scalars
+                arrays.append(a.item())   # NumPy scalars act like Python scalars
             else:
+                if type(a) is not np.ndarray and not isinstance(a, (float, int)):
+                    plain = False
                 arrays.append(a)
-        ctx.xp = _check_devices(cls.__name__, arrays)
-        ctx.saved = ()
-        ctx._saved_view = None
-        record = record and _GradMode.enabled
+            needs.append(False)
+            edges.append(None)
+        ctx.xp = np if plain else _check_devices(cls.__name__, arrays)
         if record:
-            ctx.needs_input_grad = tuple(
-                isinstance(a, Tensor) and a.requires_grad for a in args
-            )
+            ctx.needs_input_grad = needs
         outs = cls.forward(ctx, *arrays, **params)
-        single = not isinstance(outs, tuple)
-        if single:
-            outs = (outs,)
+        if type(outs) is not tuple:                        # one output: the fast path
+            out = outs if type(outs) is np.ndarray else _as_array(ctx.xp, outs)
+            if _Anomaly.enabled:
+                _check_forward_anomaly(cls.__name__, arrays, (out,))
+            if not record:
+                return Tensor._make(out, None, 0)
+            ctx.edges = edges
+            result = Tensor._make(out, ctx, 0)
+            ctx.outputs = (weakref.ref(result),)
+            if ctx.saved:
+                ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, (outs,), (out,))
+            return result
         raw = outs
-        outs = tuple(o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs)
+        outs = tuple([o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs])
         if _Anomaly.enabled:
             _check_forward_anomaly(cls.__name__, arrays, outs)
         if not record:
-            results = tuple(Tensor._make(o, None, 0) for o in outs)
-            return results[0] if single else results
-        ctx.edges = tuple(
-            _edge(a) if needs else None for a, needs in zip(args, ctx.needs_input_grad)
-        )
-        results = tuple(Tensor._make(o, ctx, i) for i, o in enumerate(outs))
-        ctx.outputs = tuple(weakref.ref(t) for t in results)
-        ctx.out_meta = None if single else tuple((o.shape, o.dtype) for o in outs)
+            return tuple([Tensor._make(o, None, 0) for o in outs])
+        ctx.edges = edges
+        results = tuple([Tensor._make(o, ctx, i) for i, o in enumerate(outs)])
+        ctx.outputs = tuple([weakref.ref(t) for t in results])
+        ctx.out_meta = tuple([(o.shape, o.dtype) for o in outs])
         if ctx.saved:
             ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, raw, outs)
-        return results[0] if single else results
+        return results
 
 
 def _as_array(xp, value):
     """NumPy returns scalars from 0-d results: make every output an array."""
     return value if backend.is_cuda_array(value) else xp.asarray(value)
-
-
-def _edge(t: Tensor):
-    """Where the gradient of input ``t`` goes: its producer node, or the leaf itself."""
-    if t._node is None:
-        return (t, 0, t.data.shape, t.data.dtype)
-    return (t._node, t._index, t.data.shape, t.data.dtype)
 
 
 def _tag_saved(saved, inputs, raw_outputs, outputs):

@@ -36,6 +36,7 @@ class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "_retains_grad",
                  "__weakref__")
     __array_ufunc__ = None   # ndarray (op) Tensor defers to Tensor's reflected operator
+    _retain_grad_calls = 0   # class-wide: lets backward skip the retain_grad scan
     __hash__ = object.__hash__
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
@@ -132,6 +133,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("retain_grad: the tensor does not require grad")
         self._retains_grad = True
+        Tensor._retain_grad_calls += 1
         return self
 
     def detach(self) -> Tensor:
@@ -205,22 +207,22 @@ class Tensor:
 
     # ---------------------------------------------------------------- operators
     def __add__(self, other):
-        return add(self, other)
+        return Add.apply(self, other)
 
     def __radd__(self, other):
-        return add(other, self)
+        return Add.apply(other, self)
 
     def __sub__(self, other):
-        return sub(self, other)
+        return Sub.apply(self, other)
 
     def __rsub__(self, other):
-        return sub(other, self)
+        return Sub.apply(other, self)
 
     def __mul__(self, other):
-        return mul(self, other)
+        return Mul.apply(self, other)
 
     def __rmul__(self, other):
-        return mul(other, self)
+        return Mul.apply(other, self)
 
     def __truediv__(self, other):
         return div(self, other)
@@ -404,7 +406,7 @@ def to_device(x: Tensor, device: str) -> Tensor:
 
 # Operator implementations, bound here once the op modules exist (they import Tensor).
 from engine.ops.elementwise import (  # noqa: E402
-    abs, add, clip, div, exp, log, mul, neg, pow, sigmoid, sqrt, sub, tanh, relu,
+    Add, Mul, Sub, abs, clip, div, exp, log, neg, pow, relu, sigmoid, sqrt, tanh,
 )
 from engine.ops.compare import (  # noqa: E402
     equal, greater, greater_equal, less, less_equal, not_equal,

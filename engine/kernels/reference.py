@@ -84,8 +84,8 @@ def cross_entropy_weights(xp, target, num_classes: int, dtype, ignore_index: int
     w[rows[valid], target[valid]] = 1.0 - label_smoothing
     w += label_smoothing / num_classes
     w *= valid[:, None]
-    if reduction == "mean":
-        w *= 1.0 / n_valid if n_valid else float("nan")
+    if reduction == "mean" and n_valid:     # every row ignored: loss NaN, gradient 0
+        w *= 1.0 / n_valid
     return w, valid, n_valid
 
 

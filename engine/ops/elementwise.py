@@ -25,7 +25,6 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (shape_of(a), shape_of(b))
         try:
             return a + b
         except ValueError:
@@ -33,8 +32,9 @@ class Add(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        sa, sb = ctx.shapes
-        return sum_to(gy, sa), sum_to(gy, sb)
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(gy, ctx.input_shape(0)) if need_a else None,
+                sum_to(gy, ctx.input_shape(1)) if need_b else None)
 
 
 class Sub(Function):
@@ -42,7 +42,6 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.shapes = (shape_of(a), shape_of(b))
         try:
             return a - b
         except ValueError:
@@ -50,9 +49,9 @@ class Sub(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        sa, sb = ctx.shapes
-        gb = sum_to(-gy, sb) if ctx.needs_input_grad[1] else None
-        return sum_to(gy, sa), gb
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(gy, ctx.input_shape(0)) if need_a else None,
+                sum_to(-gy, ctx.input_shape(1)) if need_b else None)
 
 
 class Mul(Function):

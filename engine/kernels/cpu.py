@@ -1,0 +1,437 @@
+"""Numba CPU kernels of the fused ops: parallel over rows, one pass over memory per row.
+
+Every kernel works on C-contiguous 2-D arrays of rows (the caller reshapes), in float32 or
+float64, compiled on first use and kept in Numba's on-disk cache (``cache=True``).
+
+Two things make them as fast as hand-written C here:
+
+- ``np.exp`` inside ``@njit`` compiles to a scalar libm call per element; :func:`vexp` is
+  exp written so a loop of it vectorizes (range reduction x = k ln 2 + r, a polynomial for
+  exp(r), 2ᵏ built from its bits), accurate to about 1 ulp, with exp(-inf) = 0,
+  exp(large) = inf, NaN kept and gradual underflow to subnormals.
+- No ``fastmath``: it would let LLVM drop inf/NaN handling (and the rounding trick in
+  :func:`vexp`). Reductions are vectorized by hand instead, with eight independent partial
+  results per row (:func:`_row_max`, :func:`_row_sum`, :func:`_row_dot`), an order fixed
+  in the code, not chosen by the compiler.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+_JIT = dict(cache=True, fastmath=False)
+_PAR = dict(cache=True, fastmath=False, parallel=True)
+
+
+# ---------------------------------------------------------------- exp that vectorizes
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32 as a float32 (an LLVM bitcast: vectorizes, unlike ldexp)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.trunc(args[0], ir.IntType(32))
+                               if args[0].type.width > 32 else args[0], ir.FloatType())
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):
+    """Reinterpret an int64 as a float64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.sext(args[0], ir.IntType(64))
+                               if args[0].type.width < 64 else args[0], ir.DoubleType())
+    return types.float64(bits), codegen
+
+
+@njit(**_JIT)
+def _exp32(x):
+    """exp for float32: x = k ln2 + r, |r| ≤ ln2/2, exp(r) by Cephes' expf polynomial."""
+    xc = x if x > np.float32(-104.0) else np.float32(-104.0)    # exp(-104) rounds to 0
+    xc = xc if xc < np.float32(89.0) else np.float32(89.0)      # exp(89) rounds to inf
+    magic = np.float32(12582912.0)                              # 1.5 · 2²³: round to int
+    k = (xc * np.float32(1.4426950408889634) + magic) - magic
+    r = (xc - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    ki = np.int32(k)
+    k1 = ki >> 1                      # 2ᵏ as 2^k1 · 2^k2: both normal, so subnormal
+    k2 = ki - k1                      # results are rounded once, correctly
+    y = (p * _float32_from_bits((k1 + 127) << 23)) * _float32_from_bits((k2 + 127) << 23)
+    return y if x == x else x         # NaN stays NaN
+
+
+@njit(**_JIT)
+def _exp64(x):
+    """exp for float64: x = k ln2 + r, exp(r) by Cephes' Padé form 1 + 2 r P / (Q - r P)."""
+    xc = x if x > -746.0 else -746.0
+    xc = xc if xc < 710.0 else 710.0
+    magic = 6755399441055744.0                                  # 1.5 · 2⁵²
+    k = (xc * 1.4426950408889634 + magic) - magic
+    r = (xc - k * 6.93145751953125e-1) - k * 1.42860682030941723212e-6
+    rr = r * r
+    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr
+              + 9.99999999999999999910e-1)
+    qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
+          + 2.27265548208155028766e-1) * rr + 2.00000000000000000009e0
+    p = 1.0 + 2.0 * (px / (qx - px))
+    ki = np.int64(k)
+    k1 = ki >> 1
+    k2 = ki - k1
+    y = (p * _float64_from_bits((k1 + 1023) << 52)) * _float64_from_bits((k2 + 1023) << 52)
+    return y if x == x else x
+
+
+def vexp(x):
+    """exp(x) for a float32 or float64 scalar inside Numba code (see the module docstring)."""
+    return np.exp(x)
+
+
+@overload(vexp, jit_options=_JIT)
+def _vexp_overload(x):
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    if x == types.float64:
+        return lambda x: _exp64(x)
+    return None
+
+
+# ---------------------------------------------------------------- row reductions
+@njit(**_JIT)
+def _row_max(x, n):
+    """max of x[:n], eight partial maxima (NaN-safe: a NaN row stays NaN downstream)."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x.dtype.type(-np.inf)
+    j = 0
+    while j + 8 <= n:
+        v0, v1, v2, v3 = x[j], x[j + 1], x[j + 2], x[j + 3]
+        v4, v5, v6, v7 = x[j + 4], x[j + 5], x[j + 6], x[j + 7]
+        m0 = v0 if v0 > m0 else m0
+        m1 = v1 if v1 > m1 else m1
+        m2 = v2 if v2 > m2 else m2
+        m3 = v3 if v3 > m3 else m3
+        m4 = v4 if v4 > m4 else m4
+        m5 = v5 if v5 > m5 else m5
+        m6 = v6 if v6 > m6 else m6
+        m7 = v7 if v7 > m7 else m7
+        j += 8
+    while j < n:
+        v0 = x[j]
+        m0 = v0 if v0 > m0 else m0
+        j += 1
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    return m4 if m4 > m0 else m0
+
+
+@njit(**_JIT)
+def _row_sum(x, n):
+    """Σ x[:n] with eight partial sums."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x.dtype.type(0)
+    j = 0
+    while j + 8 <= n:
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+        s4 += x[j + 4]
+        s5 += x[j + 5]
+        s6 += x[j + 6]
+        s7 += x[j + 7]
+        j += 8
+    while j < n:
+        s0 += x[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(**_JIT)
+def _row_dot(x, y, n):
+    """Σ x[:n] y[:n] with eight partial sums."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x.dtype.type(0)
+    j = 0
+    while j + 8 <= n:
+        s0 += x[j] * y[j]
+        s1 += x[j + 1] * y[j + 1]
+        s2 += x[j + 2] * y[j + 2]
+        s3 += x[j + 3] * y[j + 3]
+        s4 += x[j + 4] * y[j + 4]
+        s5 += x[j + 5] * y[j + 5]
+        s6 += x[j + 6] * y[j + 6]
+        s7 += x[j + 7] * y[j + 7]
+        j += 8
+    while j < n:
+        s0 += x[j] * y[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(**_JIT)
+def _exp_shifted(x, m, out, n):
+    """out[:n] = exp(x[:n] - m)."""
+    for j in range(n):
+        out[j] = vexp(x[j] - m)
+
+
+# ---------------------------------------------------------------- softmax, log-softmax
+@njit(**_PAR)
+def _softmax_fwd(x, y, log):
+    n, c = x.shape
+    for i in prange(n):
+        xr, yr = x[i], y[i]
+        m = _row_max(xr, c)
+        _exp_shifted(xr, m, yr, c)
+        s = _row_sum(yr, c)
+        if log:
+            ls = np.log(s)
+            for j in range(c):
+                yr[j] = (xr[j] - m) - ls
+        else:
+            inv = x.dtype.type(1) / s
+            for j in range(c):
+                yr[j] *= inv
+
+
+@njit(**_PAR)
+def _softmax_bwd(y, gy, gx, log):
+    n, c = y.shape
+    for i in prange(n):
+        yr, gr, out = y[i], gy[i], gx[i]
+        if log:                                     # gx = gy - exp(y) Σ gy
+            s = _row_sum(gr, c)
+            for j in range(c):
+                out[j] = gr[j] - vexp(yr[j]) * s
+        else:                                       # gx = y (gy - Σ gy y)
+            d = _row_dot(gr, yr, c)
+            for j in range(c):
+                out[j] = yr[j] * (gr[j] - d)
+
+
+def softmax_forward(x, log: bool):
+    """y = softmax(x) (or log-softmax) along the last axis of the 2-D C-contiguous x."""
+    y = np.empty_like(x)
+    _softmax_fwd(x, y, log)
+    return y
+
+
+def softmax_backward(y, gy, log: bool):
+    """gx from the saved output y and the upstream gy (2-D, C-contiguous)."""
+    gx = np.empty_like(y)
+    _softmax_bwd(y, gy, gx, log)
+    return gx
+
+
+# ---------------------------------------------------------------- cross-entropy
+@njit(**_PAR)
+def _cross_entropy_fwd(x, target, ignore_index, smoothing, loss, lse, chunks):
+    n, c = x.shape
+    one = x.dtype.type(1)
+    eps = x.dtype.type(smoothing)
+    for k in prange(chunks):
+        buf = np.empty(c, dtype=x.dtype)
+        for i in range(k * n // chunks, (k + 1) * n // chunks):
+            xr = x[i]
+            m = _row_max(xr, c)
+            _exp_shifted(xr, m, buf, c)
+            ls = np.log(_row_sum(buf, c))
+            lse[i] = m + ls
+            t = target[i]
+            if t == ignore_index:
+                loss[i] = 0
+                continue
+            li = (one - eps) * (ls - (xr[t] - m))       # -(1-ε) log p_t
+            if smoothing != 0.0:                        # -(ε/C) Σ_c log p_c
+                li += eps / c * (c * ls - (_row_sum(xr, c) - c * m))
+            loss[i] = li
+
+
+@njit(**_PAR)
+def _cross_entropy_bwd(x, lse, target, g, ignore_index, smoothing, gx):
+    n, c = x.shape
+    one = x.dtype.type(1)
+    off = x.dtype.type(smoothing / c)
+    for i in prange(n):
+        xr, out = x[i], gx[i]
+        t = target[i]
+        gi = g[i]
+        if t == ignore_index or gi == 0:
+            out[:] = 0
+            continue
+        li = lse[i]
+        for j in range(c):                             # g (p - ε/C - (1-ε) onehot)
+            out[j] = gi * (vexp(xr[j] - li) - off)
+        out[t] -= gi * (one - x.dtype.type(smoothing))
+
+
+def cross_entropy_forward(x, target, ignore_index: int, label_smoothing: float):
+    """Per-row losses ℓ (N,) (0 at ignored rows) and log Σ exp (N,) of logits x (N, C)."""
+    n = x.shape[0]
+    loss = np.empty(n, dtype=x.dtype)
+    lse = np.empty(n, dtype=x.dtype)
+    _cross_entropy_fwd(x, target, ignore_index, label_smoothing, loss, lse, _chunks(n))
+    return loss, lse
+
+
+def cross_entropy_backward(x, lse, target, g, ignore_index: int, label_smoothing: float):
+    """gx = gᵢ (softmax(xᵢ) - (1-ε) onehot(tᵢ) - ε/C), gᵢ the per-row upstream (N,)."""
+    gx = np.empty_like(x)
+    _cross_entropy_bwd(x, lse, target, g, ignore_index, label_smoothing, gx)
+    return gx
+
+
+# ---------------------------------------------------------------- layer norm
+@njit(**_PAR)
+def _layer_norm_fwd(x, w, b, has_w, has_b, eps, y, mean, rstd):
+    n, c = x.shape
+    for i in prange(n):
+        xr, yr = x[i], y[i]
+        mu = _row_sum(xr, c) / c
+        for j in range(c):
+            yr[j] = xr[j] - mu
+        r = x.dtype.type(1) / np.sqrt(_row_dot(yr, yr, c) / c + eps)
+        mean[i] = mu
+        rstd[i] = r
+        if has_w and has_b:
+            for j in range(c):
+                yr[j] = yr[j] * r * w[j] + b[j]
+        elif has_w:
+            for j in range(c):
+                yr[j] = yr[j] * r * w[j]
+        elif has_b:
+            for j in range(c):
+                yr[j] = yr[j] * r + b[j]
+        else:
+            for j in range(c):
+                yr[j] = yr[j] * r
+
+
+@njit(**_PAR)
+def _layer_norm_bwd(x, gy, w, has_w, mean, rstd, gx, gw_part, gb_part, chunks):
+    n, c = x.shape
+    for k in prange(chunks):
+        xhat = np.empty(c, dtype=x.dtype)
+        gw, gb = gw_part[k], gb_part[k]
+        for i in range(k * n // chunks, (k + 1) * n // chunks):
+            xr, gr, out = x[i], gy[i], gx[i]
+            mu, r = mean[i], rstd[i]
+            for j in range(c):
+                xhat[j] = (xr[j] - mu) * r
+                gw[j] += gr[j] * xhat[j]
+                gb[j] += gr[j]
+            if has_w:                                   # out holds g_x̂ = gy γ for now
+                for j in range(c):
+                    out[j] = gr[j] * w[j]
+            else:
+                out[:] = gr
+            a = _row_sum(out, c) / c                    # mean(g_x̂)
+            bb = _row_dot(out, xhat, c) / c             # mean(g_x̂ x̂)
+            for j in range(c):
+                out[j] = r * ((out[j] - a) - xhat[j] * bb)
+
+
+def layer_norm_forward(x, w, b, eps: float):
+    """y, μ (N,), 1/σ (N,) for rows x (N, C); w, b (C,) or None."""
+    n, c = x.shape
+    y = np.empty_like(x)
+    mean = np.empty(n, dtype=x.dtype)
+    rstd = np.empty(n, dtype=x.dtype)
+    dummy = np.empty(0, dtype=x.dtype)
+    _layer_norm_fwd(x, dummy if w is None else w, dummy if b is None else b,
+                    w is not None, b is not None, x.dtype.type(eps), y, mean, rstd)
+    return y, mean, rstd
+
+
+def layer_norm_backward(x, gy, w, mean, rstd):
+    """gx (N, C), gγ (C,), gβ (C,) from the saved rows, μ and 1/σ."""
+    n, c = x.shape
+    chunks = _chunks(n)
+    gx = np.empty_like(x)
+    gw_part = np.zeros((chunks, c), dtype=x.dtype)
+    gb_part = np.zeros((chunks, c), dtype=x.dtype)
+    dummy = np.empty(0, dtype=x.dtype)
+    _layer_norm_bwd(x, gy, dummy if w is None else w, w is not None, mean, rstd, gx,
+                    gw_part, gb_part, chunks)
+    return gx, gw_part.sum(axis=0), gb_part.sum(axis=0)
+
+
+# ---------------------------------------------------------------- attention
+@njit(**_PAR)
+def _attention_probs(s, scale, bias, has_bias, keep, has_keep, causal):
+    ng, nh, tq, tk = s.shape
+    ninf = s.dtype.type(-np.inf)
+    sc = s.dtype.type(scale)
+    for r in prange(ng * nh * tq):
+        g, h, i = r // (nh * tq), (r // tq) % nh, r % tq
+        row = s[g, h, i]
+        n = min(tk, i + 1) if causal else tk          # keys j < n may take part
+        for j in range(n):
+            row[j] *= sc
+        if has_bias:
+            br = bias[g, h, i]
+            for j in range(n):
+                row[j] += br[j]
+        if has_keep:
+            kr = keep[g, h, i]
+            for j in range(n):
+                row[j] = row[j] if kr[j] else ninf
+        m = _row_max(row, n)
+        if m == ninf:                                 # every key masked: P = 0, no NaN
+            row[:] = 0
+            continue
+        _exp_shifted(row, m, row, n)
+        inv = s.dtype.type(1) / _row_sum(row, n)
+        for j in range(n):
+            row[j] *= inv
+        row[n:] = 0
+
+
+@njit(**_PAR)
+def _attention_grad_scores(p, gp, drop, has_drop, causal):
+    ng, nh, tq, tk = p.shape
+    for r in prange(ng * nh * tq):
+        g, h, i = r // (nh * tq), (r // tq) % nh, r % tq
+        pr, gr = p[g, h, i], gp[g, h, i]
+        n = min(tk, i + 1) if causal else tk
+        if has_drop:
+            dr = drop[g, h, i]
+            for j in range(n):
+                gr[j] *= dr[j]
+        d = _row_dot(gr, pr, n)
+        for j in range(n):
+            gr[j] = pr[j] * (gr[j] - d)
+        gr[n:] = 0
+
+
+def attention_probs(s, scale: float, bias, keep, causal: bool):
+    """In place: scores s (G, H, Tq, Tk) = Q Kᵀ become P = softmax(scale s + bias, masked).
+
+    ``bias`` (float) and ``keep`` (bool, True = takes part) are (G, H, Tq, Tk) views (any
+    strides, broadcast ones included) or None.
+    """
+    dummy_f = np.empty((1, 1, 1, 1), dtype=s.dtype)
+    dummy_b = np.empty((1, 1, 1, 1), dtype=np.bool_)
+    _attention_probs(s, scale, dummy_f if bias is None else bias, bias is not None,
+                     dummy_b if keep is None else keep, keep is not None, causal)
+    return s
+
+
+def attention_grad_scores(p, gp, drop, causal: bool):
+    """In place: gp (G, H, Tq, Tk) = ∂L/∂P becomes gS = P ⊙ (gP̃ - Σⱼ gP̃ⱼ Pⱼ), gP̃ = gP ⊙ D."""
+    dummy = np.empty((1, 1, 1, 1), dtype=p.dtype)
+    _attention_grad_scores(p, gp, dummy if drop is None else drop, drop is not None, causal)
+    return gp
+
+
+def _chunks(n: int) -> int:
+    """Row chunks for kernels that keep per-chunk scratch (one per thread)."""
+    return max(1, min(n, numba.get_num_threads()))
