@@ -1,1 +1,40 @@
-"""Datasets, DataLoader, splits, text tokenization and padding, built-in data."""
+"""Datasets, DataLoader, splits, text tokenization and padding, readers, built-in data.
+
+    from data import DataLoader, TensorDataset, train_test_split
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, seed=0)
+    loader = DataLoader(TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True)
+
+Modules: :mod:`data.dataset` (Dataset, TensorDataset, Subset, random_split),
+:mod:`data.loader` (DataLoader, default_collate), :mod:`data.split` (train_test_split),
+:mod:`data.text` (Tokenizer, pad_sequences, CharTokenizer), :mod:`data.readers` (CSV, IDX,
+MNIST, LabelEncoder), :mod:`data.images` (ImageFolder), :mod:`data.transforms` (image
+transforms), :mod:`data.builtin` (load_digits, load_text_corpus), :mod:`data.synthetic`
+(generated sequence tasks and the negation sentiment task).
+"""
+
+from data import transforms
+from data.builtin import load_digits, load_text_corpus
+from data.dataset import Dataset, Subset, TensorDataset, batch_fetcher, random_split
+from data.images import IMG_EXTENSIONS, ImageFolder
+from data.loader import DataLoader, default_collate, move_to_device
+from data.readers import LabelEncoder, load_mnist, read_idx, read_text_csv
+from data.split import train_test_split
+from data.synthetic import (
+    BOS, EOS, PAD, SequenceTask, make_addition_task, make_negation_sentiment,
+    make_reverse_task, make_sort_task, negation_sentiment_label, sequence_task_tokenizer,
+)
+from data.text import (
+    KERAS_FILTERS, CharTokenizer, Tokenizer, pad_sequences, text_to_word_sequence,
+)
+
+__all__ = [
+    "Dataset", "TensorDataset", "Subset", "random_split", "batch_fetcher",
+    "DataLoader", "default_collate", "move_to_device", "train_test_split",
+    "Tokenizer", "CharTokenizer", "pad_sequences", "text_to_word_sequence", "KERAS_FILTERS",
+    "read_text_csv", "LabelEncoder", "read_idx", "load_mnist",
+    "ImageFolder", "IMG_EXTENSIONS", "transforms",
+    "load_digits", "load_text_corpus",
+    "SequenceTask", "make_reverse_task", "make_sort_task", "make_addition_task",
+    "sequence_task_tokenizer", "make_negation_sentiment", "negation_sentiment_label",
+    "PAD", "BOS", "EOS",
+]
