@@ -1,0 +1,195 @@
+"""PyTorch parity of Conv2d, MaxPool2d, AvgPool2d and functional.pad: the same weights give
+the same outputs and gradients (float64 to 1e-10, float32 to 1e-5 relative)."""
+
+import numpy as np
+import pytest
+
+import engine
+import nn
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+TOL = {np.float64: 1e-10, np.float32: 1e-5}
+TORCH_DT = {np.float64: torch.float64, np.float32: torch.float32}
+
+
+def assert_close(ours, ref, dtype, what):
+    ref = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
+    ours = ours.numpy() if isinstance(ours, engine.Tensor) else np.asarray(ours)
+    assert ours.shape == ref.shape, what
+    tol = TOL[dtype]
+    scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
+    np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * scale, err_msg=what)
+
+
+def load_from_torch(ours, theirs):
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+
+
+def check(ours, theirs, inputs, dtype, steps=1, seed=0):
+    """Forward and backward ``steps`` times on both; compare outputs, gradients, buffers."""
+    rng = np.random.default_rng(seed)
+    theirs = theirs.to(TORCH_DT[dtype])
+    load_from_torch(ours, theirs)
+    for p in ours.parameters():
+        assert p.dtype == dtype
+    for step in range(steps):
+        ours_in, torch_in = [], []
+        for a in inputs(rng):
+            if a.dtype.kind == "f":
+                a = a.astype(dtype)
+                ours_in.append(engine.tensor(a, requires_grad=True))
+                torch_in.append(torch.tensor(a, requires_grad=True))
+            else:
+                ours_in.append(engine.tensor(a))
+                torch_in.append(torch.tensor(a))
+        y, yt = ours(*ours_in), theirs(*torch_in)
+        assert y.dtype == dtype
+        assert_close(y, yt, dtype, f"output, step {step}")
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        ours.zero_grad()
+        theirs.zero_grad()
+        y.backward(engine.tensor(gy))
+        yt.backward(torch.tensor(gy))
+        for i, (a, at) in enumerate(zip(ours_in, torch_in)):
+            if at.requires_grad:
+                assert_close(a.grad, at.grad, dtype, f"grad of input {i}, step {step}")
+        tp = dict(theirs.named_parameters())
+        assert [n for n, _ in ours.named_parameters()] == list(tp)
+        for name, p in ours.named_parameters():
+            if tp[name].grad is None:
+                assert p.grad is None or not np.any(p.grad.numpy()), name
+            else:
+                assert_close(p.grad, tp[name].grad, dtype, f"grad of {name}, step {step}")
+        tb = dict(theirs.named_buffers())
+        for name, b in ours.named_buffers():
+            assert_close(b, tb[name], dtype, f"buffer {name}, step {step}")
+
+
+def randomize(module, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p))
+    return module
+
+
+DTYPES = [np.float64, np.float32]
+
+CONV_CASES = [
+    # in, out, kernel, stride, padding, dilation, groups, bias
+    (3, 4, 3, 1, 0, 1, 1, True),
+    (3, 4, 3, 2, 1, 1, 1, True),
+    (4, 6, (3, 2), (2, 1), (1, 0), 1, 2, False),
+    (2, 4, 3, 1, 2, 2, 1, True),
+    (4, 8, 3, 2, 1, (2, 1), 4, True),
+    (2, 3, 1, 1, 0, 1, 1, True),
+    (2, 3, 4, 1, "same", 1, 1, True),
+    (2, 3, (3, 4), 1, "same", (2, 1), 1, False),
+    (2, 3, 3, 1, "valid", 1, 1, True),
+    (3, 5, 5, 3, 2, 1, 1, True),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv2d(case, dtype):
+    cin, cout, k, s, p, d, g, bias = case
+    kw = dict(stride=s, padding=p, dilation=d, groups=g, bias=bias)
+    check(nn.Conv2d(cin, cout, k, dtype=dtype, **kw), torch.nn.Conv2d(cin, cout, k, **kw),
+          lambda rng: [rng.standard_normal((2, cin, 9, 8))], dtype)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv2d_padding_modes(mode):
+    kw = dict(padding=(1, 2), padding_mode=mode)
+    check(nn.Conv2d(2, 3, 3, dtype=np.float64, **kw), torch.nn.Conv2d(2, 3, 3, **kw),
+          lambda rng: [rng.standard_normal((2, 2, 6, 5))], np.float64)
+
+
+def test_conv2d_unbatched():
+    check(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64), torch.nn.Conv2d(2, 3, 3, padding=1),
+          lambda rng: [rng.standard_normal((2, 5, 5))], np.float64)
+
+
+POOL_CASES = [
+    # kernel, stride, padding, dilation, ceil_mode
+    (2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 1, 1, 2, False), (2, 2, 0, 1, True),
+    (3, 2, 1, 1, True), ((3, 2), (2, 1), (1, 1), 1, True), ((2, 3), 2, 0, (2, 1), False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_max_pool2d(case, dtype):
+    k, s, p, d, c = case
+    ours = nn.MaxPool2d(k, s, p, d, ceil_mode=c)
+    theirs = torch.nn.MaxPool2d(k, s, p, d, ceil_mode=c)
+    check(ours, theirs, lambda rng: [rng.standard_normal((2, 3, 9, 8))], dtype)
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_max_pool2d_indices(case):
+    k, s, p, d, c = case
+    x = np.random.default_rng(1).standard_normal((2, 3, 9, 8))
+    _, idx = nn.MaxPool2d(k, s, p, d, return_indices=True, ceil_mode=c)(engine.tensor(x))
+    _, ref = torch.nn.MaxPool2d(k, s, p, d, return_indices=True, ceil_mode=c)(
+        torch.tensor(x))
+    np.testing.assert_array_equal(idx.numpy(), ref.numpy())
+
+
+def test_max_pool2d_ties_and_plateaus_route_like_torch():
+    x = np.zeros((1, 2, 6, 6))
+    x[0, 1, ::2, ::2] = 1.0
+    check(nn.MaxPool2d(3, 1, 1), torch.nn.MaxPool2d(3, 1, 1), lambda rng: [x], np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[3] == 1], ids=str)
+def test_avg_pool2d(case, count_include_pad, dtype):
+    k, s, p, _, c = case
+    kw = dict(ceil_mode=c, count_include_pad=count_include_pad)
+    check(nn.AvgPool2d(k, s, p, **kw), torch.nn.AvgPool2d(k, s, p, **kw),
+          lambda rng: [rng.standard_normal((2, 3, 9, 8))], dtype)
+
+
+def test_avg_pool2d_divisor_override():
+    check(nn.AvgPool2d(3, 2, 1, divisor_override=5), torch.nn.AvgPool2d(3, 2, 1,
+                                                                      divisor_override=5),
+          lambda rng: [rng.standard_normal((2, 3, 7, 7))], np.float64)
+
+
+class Pad(nn.Module):
+    def __init__(self, pad, mode, value=None):
+        super().__init__()
+        self.args = (pad, mode, value)
+
+    def forward(self, x):
+        return nn.functional.pad(x, *self.args)
+
+
+class TorchPad(torch.nn.Module):
+    def __init__(self, pad, mode, value=None):
+        super().__init__()
+        self.args = (pad, mode, value)
+
+    def forward(self, x):
+        return torch.nn.functional.pad(x, *self.args)
+
+
+@pytest.mark.parametrize("pad,mode,value,shape", [
+    ((1, 2), "constant", None, (2, 3, 4)),
+    ((1, 2, 0, 3), "constant", 1.5, (2, 3, 4)),
+    ((1, 1, 2, 0, 1, 1), "constant", -2.0, (2, 3, 4)),
+    ((-1, 2, 1, -1), "constant", None, (2, 3, 4)),
+    ((2, 1, 1, 2), "reflect", None, (2, 3, 4, 5)),
+    ((2, 3, 1, 0), "replicate", None, (2, 3, 4, 5)),
+    ((1, 3, 2, 2), "circular", None, (2, 3, 4, 5)),
+    ((3, 1), "reflect", None, (2, 3, 5)),
+])
+def test_pad(pad, mode, value, shape):
+    check(Pad(pad, mode, value), TorchPad(pad, mode, value),
+          lambda rng: [rng.standard_normal(shape)], np.float64)
