@@ -12,3 +12,9 @@ from nn.conv import Conv2d
 from nn.pooling import AvgPool2d, MaxPool2d
 from nn.container import MLP, ModuleDict, ModuleList, Sequential
 from nn.rnn import LSTM, LSTMCell
+from nn.attention import MultiheadAttention
+from nn.transformer import (
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    TransformerEncoderLayer,
+)
+from nn.positional import PositionalEncoding

@@ -382,3 +382,9 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
         index.append(xp.asarray(np.pad(np.arange(n), (lo, hi), mode=np_mode)))
     return input[xp.ix_(*index)]
 
+
+# ----------------------------------------------------------------------------- attention
+# defined beside MultiheadAttention; imported last, once everything above exists
+from nn.attention import multi_head_attention_forward, scaled_dot_product_attention  # noqa: E402
+
+__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]
