@@ -146,3 +146,30 @@ def add_at(target, index, values) -> None:
         cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
+
+
+def nccl_unique_id():
+    """A fresh NCCL unique id (rank 0 makes it; the others receive it over MPI)."""
+    from cupy.cuda import nccl
+
+    return nccl.get_unique_id()
+
+
+def nccl_communicator(world_size: int, unique_id, rank: int):
+    """An NCCL communicator over CuPy's bindings, or None when NCCL is unavailable."""
+    try:
+        from cupy.cuda import nccl
+
+        return nccl.NcclCommunicator(world_size, unique_id, rank)
+    except Exception:
+        return None
+
+
+def nccl_allreduce_sum(comm, array) -> None:
+    """In-place sum of a CuPy array across the NCCL communicator's ranks."""
+    from cupy.cuda import nccl
+
+    kinds = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+    stream = _cupy.cuda.get_current_stream().ptr
+    comm.allReduce(array.data.ptr, array.data.ptr, array.size, kinds[array.dtype.name],
+                   nccl.NCCL_SUM, stream)

@@ -1,0 +1,60 @@
+"""An exception on one rank ends every rank promptly, naming the rank and the error."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mpi_util import mpiexec_command  # noqa: E402
+
+SCRIPT = """
+import time
+import numpy as np
+import engine.distributed as dist
+
+dist.init()
+if dist.get_rank() == 1:
+    raise ValueError("bad batch on purpose")
+dist.allreduce_scalar(1)          # rank 0 waits here for a rank that will never come
+time.sleep(60)
+"""
+
+MISMATCH = """
+import engine.distributed as dist
+import nn
+
+dist.init()
+model = nn.Linear(3, 4 + dist.get_rank())
+dist.broadcast_parameters(model)
+"""
+
+
+def run_two_ranks(tmp_path, source, timeout=60):
+    cmd = mpiexec_command(2)
+    if cmd is None:
+        pytest.skip("needs mpi4py and mpiexec")
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd + [sys.executable, str(script)], capture_output=True,
+                          text=True, timeout=timeout)
+    return proc, time.perf_counter() - start
+
+
+def test_exception_on_rank_1_aborts_both_ranks(tmp_path):
+    proc, seconds = run_two_ranks(tmp_path, SCRIPT)
+    assert proc.returncode != 0
+    assert seconds < 30
+    out = proc.stdout + proc.stderr
+    assert "[rank 1] ValueError: bad batch on purpose" in out
+
+
+def test_mismatched_parameter_shapes_are_detected_at_broadcast(tmp_path):
+    proc, _ = run_two_ranks(tmp_path, MISMATCH)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "broadcast_parameters" in out and "rank 0" in out and "rank 1" in out
+    assert "(4, 3)" in out and "(5, 3)" in out
