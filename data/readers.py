@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import os
 import zlib
 from collections.abc import Iterable, Sequence
@@ -26,15 +27,19 @@ def read_text_csv(path: str | os.PathLike, text_column: str = "text",
     byte-order mark is ignored. Turn labels into class indices with :class:`LabelEncoder`.
     """
     path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding=encoding, newline="") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
+        content = raw.decode(encoding)
     except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
         raise ValueError(
-            f"read_text_csv: {path} is not valid {exc.encoding} (byte {exc.start}: "
-            f"{exc.object[exc.start:exc.start + 1]!r}, {exc.reason}); pass the file's "
-            "encoding, e.g. encoding='latin-1' or 'cp1252'"
+            f"read_text_csv: {path} is not valid {encoding} (byte {exc.start}, line {line}: "
+            f"{raw[exc.start:exc.start + 1]!r}, {exc.reason}); pass the file's encoding, "
+            "e.g. encoding='latin-1' or 'cp1252'"
         ) from None
+    try:
+        rows = list(csv.reader(io.StringIO(content, newline=""), delimiter=delimiter))
     except csv.Error as exc:
         raise ValueError(f"read_text_csv: {path} is not a valid CSV file ({exc})") from None
     if not rows or not any(cell.strip() for cell in rows[0]):

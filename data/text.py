@@ -166,8 +166,11 @@ class Tokenizer:
         if mode not in ("binary", "count", "freq", "tfidf"):
             raise ValueError(f"Tokenizer.sequences_to_matrix: unknown mode {mode!r}; use "
                              "'binary', 'count', 'freq' or 'tfidf'")
-        if not self.word_index:
-            raise ValueError("Tokenizer.sequences_to_matrix: fit the tokenizer first")
+        if not self.num_words and not self.word_index:
+            raise ValueError("Tokenizer.sequences_to_matrix: give num_words or fit the "
+                             "tokenizer first")
+        if mode == "tfidf" and not self.document_count:
+            raise ValueError("Tokenizer.sequences_to_matrix: tfidf needs a fitted tokenizer")
         width = self.num_words or len(self.word_index) + 1
         sequences = list(sequences)
         x = np.zeros((len(sequences), width), dtype=np.float32)
