@@ -1,0 +1,225 @@
+"""The plumbing every example shares: flags, progress bar, epoch log, plots, checkpoints.
+
+The examples keep their model, data and training loop in their own file; this module only
+holds what would otherwise be copied into each of them::
+
+    from common import History, make_parser, print_report, progress, save_checkpoint, setup
+
+    parser = make_parser("mlp_digits", __doc__, epochs=30, lr=1e-3, batch_size=64)
+    args = setup(parser.parse_args(argv))          # seeds the engine, creates args.out
+    history = History(args.out)
+    for epoch in range(1, args.epochs + 1):
+        for xb, yb in progress(loader, f"epoch {epoch}/{args.epochs}"):
+            ...
+        history.log(epoch, train_loss=..., val_loss=..., train_acc=..., val_acc=...)
+    history.plot()                                  # args.out/curves.png
+    save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer)
+    print_report("test", {"accuracy": 0.98})
+
+Flags of :func:`make_parser`: ``--epochs``, ``--lr``, ``--batch-size``, ``--seed``,
+``--device`` (cpu | cuda), ``--out`` (default ``runs/<example name>``) and ``--smoke`` (tiny
+sizes, for tests). Each example adds its own flags to the parser it gets back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import engine
+
+__all__ = ["make_parser", "setup", "progress", "History", "save_checkpoint",
+           "load_checkpoint", "print_report", "format_confusion"]
+
+
+def make_parser(name: str, description: str | None = None, *, epochs: int = 10,
+                lr: float = 1e-3, batch_size: int = 64) -> argparse.ArgumentParser:
+    """The common flags, with this example's defaults; add your own before parsing."""
+    parser = argparse.ArgumentParser(
+        prog=f"{name}.py", description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=epochs,
+                        help=f"passes over the training data (default {epochs})")
+    parser.add_argument("--lr", type=float, default=lr,
+                        help=f"learning rate (default {lr:g})")
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"samples per optimizer step (default {batch_size})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the engine generator: init, shuffling, data (default 0)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the model and batches live (default cpu)")
+    parser.add_argument("--out", type=Path, default=Path("runs") / name,
+                        help=f"output directory for the plot, checkpoint and metrics "
+                             f"(default runs/{name})")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny data and model, one epoch: checks that everything runs")
+    return parser
+
+
+def setup(args: argparse.Namespace) -> argparse.Namespace:
+    """Seed the engine, check the device and create ``args.out``; returns ``args``."""
+    if args.device == "cuda" and not engine.cuda_is_available():
+        sys.exit("--device cuda: no GPU is usable here (CuPy missing or no NVIDIA device); "
+                 "install xpgrad[gpu] or use --device cpu")
+    if args.smoke:
+        args.epochs = 1
+    engine.manual_seed(args.seed)
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def progress(iterable, desc: str, **kwargs):
+    """A tqdm progress bar over ``iterable`` (batches); it disappears when the epoch ends.
+
+    Call ``bar.set_postfix(loss=...)`` on the returned object to show a running value.
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, **kwargs)
+
+
+class History:
+    """Per-epoch metrics: printed as one line, kept for the plot, written as JSON.
+
+    ``log(epoch, train_loss=..., val_loss=..., train_acc=..., ...)``: names that start with
+    ``train_`` / ``val_`` are paired in one panel of the plot per quantity (loss, acc...).
+    The wall time of each epoch (since the previous ``log`` or the constructor) is kept as
+    ``seconds``.
+    """
+
+    def __init__(self, out: str | Path, total_epochs: int | None = None):
+        self.out = Path(out)
+        self.total_epochs = total_epochs
+        self.epochs: list[int] = []
+        self.values: dict[str, list[float]] = {}
+        self.seconds: list[float] = []
+        self._start = time.perf_counter()
+
+    def restart_clock(self) -> None:
+        """Start timing the next epoch now (e.g. after a slow set-up)."""
+        self._start = time.perf_counter()
+
+    def log(self, epoch: int, **metrics: float) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._start)
+        self._start = now
+        self.epochs.append(epoch)
+        for key, value in metrics.items():
+            self.values.setdefault(key, []).append(float(value))
+        of = f"/{self.total_epochs}" if self.total_epochs else ""
+        parts = [f"epoch {epoch:3d}{of}"]
+        parts += [f"{key} {float(value):.4f}" for key, value in metrics.items()]
+        parts.append(f"{self.seconds[-1]:.1f}s")
+        print("  ".join(parts), flush=True)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return float(np.mean(self.seconds)) if self.seconds else float("nan")
+
+    def last(self, key: str) -> float:
+        return self.values[key][-1]
+
+    def plot(self, filename: str = "curves.png", title: str | None = None) -> Path:
+        """One panel per quantity, training and validation curves against the epoch."""
+        import matplotlib
+
+        matplotlib.use("Agg")            # files only, no window: works on servers and in CI
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        quantities = []
+        for key in self.values:
+            q = key.split("_", 1)[1] if key.startswith(("train_", "val_")) else key
+            if q not in quantities:
+                quantities.append(q)
+        fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.5),
+                                 squeeze=False)
+        for ax, q in zip(axes[0], quantities):
+            for key in (f"train_{q}", f"val_{q}", q):
+                if key in self.values:
+                    ax.plot(self.epochs, self.values[key], marker="o", markersize=3,
+                            label=key.split("_", 1)[0] if key != q else q)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(q)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        path = self.out / filename
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def save_json(self, filename: str = "history.json", **extra) -> Path:
+        """The curves, the epoch times and anything in ``extra`` (e.g. test metrics)."""
+        path = self.out / filename
+        payload = {"epoch": self.epochs, **self.values, "seconds": self.seconds, **extra}
+        path.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
+        return path
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def save_checkpoint(path: str | Path, model, optimizer=None, **extra) -> Path:
+    """``engine.save`` of ``{"model": state_dict, "optimizer": state_dict, **extra}``.
+
+    The file is safetensors (no pickle) and written atomically. Restore with
+    ``ckpt = engine.load(path); model.load_state_dict(ckpt["model"])`` and
+    ``optimizer.load_state_dict(ckpt["optimizer"])``.
+    """
+    state = {"model": model.state_dict()}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    state.update(extra)
+    engine.save(state, path)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, model, optimizer=None) -> dict:
+    """Load what :func:`save_checkpoint` wrote into ``model`` (and ``optimizer``)."""
+    state = engine.load(path)
+    model.load_state_dict(state["model"])
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def format_confusion(matrix, class_names=None) -> str:
+    """A confusion matrix as text: rows are true classes, columns predicted ones."""
+    matrix = np.asarray(matrix)
+    names = [str(c) for c in (class_names if class_names is not None
+                              else range(matrix.shape[0]))]
+    width = max(max(len(n) for n in names), len(str(int(matrix.max(initial=0)))), 4)
+    lines = [" " * (width + 7) + "predicted",
+             f"{'true':>{width + 2}}   " + " ".join(f"{n:>{width}}" for n in names)]
+    for name, row in zip(names, matrix):
+        lines.append(f"{name:>{width + 2}} | " + " ".join(f"{int(v):>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def print_report(title: str, metrics: dict, confusion=None, class_names=None) -> None:
+    """The final report: one line per metric, then the confusion matrix if given."""
+    print(f"\n== {title} ==")
+    width = max(len(k) for k in metrics) if metrics else 0
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, (float, np.floating)) else str(value)
+        print(f"  {key:<{width}}  {shown}")
+    if confusion is not None:
+        print("  confusion matrix:")
+        print("\n".join("    " + line
+                        for line in format_confusion(confusion, class_names).splitlines()))
+    sys.stdout.flush()
