@@ -178,9 +178,17 @@ def _row_dot(x, y, n):
 
 @njit(**_JIT)
 def _exp_shifted(x, m, out, n):
-    """out[:n] = exp(x[:n] - m)."""
+    """out[:n] = exp(x[:n] - m)  (out and x distinct: LLVM vectorizes only after a
+    run-time check that they do not overlap)."""
     for j in range(n):
         out[j] = vexp(x[j] - m)
+
+
+@njit(**_JIT)
+def _exp_shifted_inplace(x, m, n):
+    """x[:n] = exp(x[:n] - m)."""
+    for j in range(n):
+        x[j] = vexp(x[j] - m)
 
 
 # ---------------------------------------------------------------- softmax, log-softmax
@@ -388,7 +396,7 @@ def _attention_probs(s, scale, bias, has_bias, keep, has_keep, causal):
         if m == ninf:                                 # every key masked: P = 0, no NaN
             row[:] = 0
             continue
-        _exp_shifted(row, m, row, n)
+        _exp_shifted_inplace(row, m, n)
         inv = s.dtype.type(1) / _row_sum(row, n)
         for j in range(n):
             row[j] *= inv
