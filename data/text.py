@@ -259,7 +259,8 @@ def pad_sequences(sequences, maxlen: int | None = None, dtype="int32", padding: 
     ``maxlen`` defaults to the longest sequence. Longer sequences lose items at the front
     (``truncating='pre'``) or the back (``'post'``); shorter ones get ``value`` in front
     (``padding='pre'``) or behind (``'post'``). Items may themselves be arrays of one
-    common shape. Empty sequences become all ``value``.
+    common shape. Empty sequences become all ``value``. Where Keras fails (``maxlen=0``,
+    an empty list of sequences) this returns an empty array of the right shape.
     """
     if padding not in ("pre", "post"):
         raise ValueError(f'pad_sequences: padding type "{padding}" not understood; use "pre" '

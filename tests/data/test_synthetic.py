@@ -150,6 +150,18 @@ def test_bag_of_words_classifier_stays_near_chance(although):
         assert accuracy < 0.58, (mode, accuracy)        # chance is 0.5 exactly in expectation
 
 
+def test_word_order_features_recover_the_label():
+    """Word trigrams ("not good but", "but the ...") see order, and that is enough."""
+    pytest.importorskip("sklearn")
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts, labels = make_negation_sentiment(4000, seed=2)
+    vec = CountVectorizer(ngram_range=(1, 3)).fit(texts[:3000])
+    model = LogisticRegression(max_iter=1000).fit(vec.transform(texts[:3000]), labels[:3000])
+    assert model.score(vec.transform(texts[3000:]), labels[3000:]) > 0.85
+
+
 def test_same_words_both_labels():
     """Each sentence's word multiset occurs with the other label after swapping its clauses."""
     texts, labels = make_negation_sentiment(300, seed=3)
