@@ -31,13 +31,11 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
-
 import engine
 from engine.function import Function
 from engine.tensor import Tensor
 from nn import init
-from nn.module import Module, Parameter
+from nn.module import Module, empty_parameter
 
 
 # --------------------------------------------------------------------------- one step
@@ -119,11 +117,10 @@ def lstm_cell(xa: Tensor, ha: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 
 
 # --------------------------------------------------------------------------- helpers
-def _uniform_parameter(shape: tuple, bound: float) -> Parameter:
-    """A Parameter drawn from U(-bound, bound) by the engine generator, default dtype."""
-    p = Parameter(np.empty(shape, dtype=engine.get_default_dtype()))
-    init.uniform_(p, -bound, bound)
-    return p
+def _reset_uniform(module: Module, hidden_size: int) -> None:
+    k = 1.0 / math.sqrt(hidden_size)
+    for p in module.parameters():
+        init.uniform_(p, -k, k)
 
 
 def _check_dtype(op: str, x: Tensor, w: Tensor) -> None:
@@ -146,7 +143,8 @@ class LSTMCell(Module):
     Input (B, in) or unbatched (in); ``hx = (h, c)`` each (B, H) or (H), zeros if None.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device=None, dtype=None) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
             raise ValueError(f"LSTMCell: input_size and hidden_size must be positive, got "
@@ -154,15 +152,21 @@ class LSTMCell(Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
-        k = 1.0 / math.sqrt(hidden_size)
-        self.weight_ih = _uniform_parameter((4 * hidden_size, input_size), k)
-        self.weight_hh = _uniform_parameter((4 * hidden_size, hidden_size), k)
+        self.weight_ih = empty_parameter((4 * hidden_size, input_size), dtype)
+        self.weight_hh = empty_parameter((4 * hidden_size, hidden_size), dtype)
         if bias:
-            self.bias_ih = _uniform_parameter((4 * hidden_size,), k)
-            self.bias_hh = _uniform_parameter((4 * hidden_size,), k)
+            self.bias_ih = empty_parameter((4 * hidden_size,), dtype)
+            self.bias_hh = empty_parameter((4 * hidden_size,), dtype)
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        """Every parameter from U(-1/√H, 1/√H), in registration order (as PyTorch)."""
+        _reset_uniform(self, self.hidden_size)
 
     def forward(self, input: Tensor, hx=None) -> tuple[Tensor, Tensor]:
         x = input
@@ -219,7 +223,7 @@ class LSTM(Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False) -> None:
+                 bidirectional: bool = False, device=None, dtype=None) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0 or num_layers <= 0:
             raise ValueError(f"LSTM: input_size, hidden_size and num_layers must be positive, "
@@ -237,17 +241,22 @@ class LSTM(Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         D = 2 if bidirectional else 1
-        k = 1.0 / math.sqrt(hidden_size)
         H4 = 4 * hidden_size
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else D * hidden_size
             for suffix in self._suffixes(layer):
-                setattr(self, "weight_ih" + suffix, _uniform_parameter((H4, layer_in), k))
-                setattr(self, "weight_hh" + suffix,
-                        _uniform_parameter((H4, hidden_size), k))
+                setattr(self, "weight_ih" + suffix, empty_parameter((H4, layer_in), dtype))
+                setattr(self, "weight_hh" + suffix, empty_parameter((H4, hidden_size), dtype))
                 if bias:
-                    setattr(self, "bias_ih" + suffix, _uniform_parameter((H4,), k))
-                    setattr(self, "bias_hh" + suffix, _uniform_parameter((H4,), k))
+                    setattr(self, "bias_ih" + suffix, empty_parameter((H4,), dtype))
+                    setattr(self, "bias_hh" + suffix, empty_parameter((H4,), dtype))
+        self.reset_parameters()
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        """Every parameter from U(-1/√H, 1/√H), in registration order (as PyTorch)."""
+        _reset_uniform(self, self.hidden_size)
 
     def _suffixes(self, layer: int) -> list[str]:
         base = f"_l{layer}"

@@ -61,6 +61,18 @@ def test_lstm_without_bias_and_cell_keys():
     assert list(nn.LSTMCell(4, 2, bias=False).state_dict()) == ["weight_ih", "weight_hh"]
 
 
+def test_dtype_argument_and_reset_parameters():
+    m = nn.LSTM(3, 2, num_layers=2, dtype=np.float64)
+    assert all(p.dtype == np.float64 for p in m.parameters())
+    assert nn.LSTMCell(3, 2, dtype=np.float64).weight_hh.dtype == np.float64
+    before = [p.numpy() for p in m.parameters()]
+    engine.manual_seed(4)
+    m.reset_parameters()
+    after = [p.numpy() for p in m.parameters()]
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(np.abs(a).max() <= 1 / math.sqrt(2) for a in after)
+
+
 def test_same_seed_same_weights():
     engine.manual_seed(3)
     a = nn.LSTM(3, 4).state_dict()
