@@ -1,0 +1,1 @@
+"""Timing scripts: per-op overhead, fused kernels, training steps, CPU vs GPU vs PyTorch."""
