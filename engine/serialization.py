@@ -112,7 +112,9 @@ def save(obj, path) -> None:
 
 def _sniff(raw: bytes, path) -> None:
     """Refuse pickles, zip archives and truncated headers before parsing anything."""
-    if raw[:1] == b"\x80" or raw[:2] == b"PK":
+    # A safetensors header length may start with the same bytes (0x80, "PK"): only a file
+    # whose header does not open with "{" is taken for a pickle or a zip archive.
+    if raw[8:9] != b"{" and (raw[:1] == b"\x80" or raw[:2] == b"PK"):
         kind = "a pickle" if raw[:1] == b"\x80" else "a zip archive (a torch.save file?)"
         raise CheckpointError(f"{path}: this is {kind}, not a safetensors checkpoint; "
                               "xpgrad never unpickles files")
