@@ -1,1 +1,26 @@
-"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) with PyTorch's update rules and defaults."""
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) with PyTorch's update rules, defaults and
+state_dict layout; learning-rate schedulers in :mod:`optim.lr_scheduler`; gradient
+clipping; magnitude pruning in :mod:`optim.pruning`.
+
+    >>> import engine, optim
+    >>> w = engine.tensor([1.0, -2.0], requires_grad=True)
+    >>> opt = optim.SGD([w], lr=0.1)
+    >>> (w * w).sum().backward()           # g = 2w
+    >>> opt.step()                          # w ← w - 0.1 · 2w
+    >>> w
+    Tensor([ 0.8, -1.6], requires_grad=True)
+"""
+
+from optim import pruning
+from optim.optimizer import Optimizer, required
+from optim.sgd import SGD
+from optim.adam import Adam, AdamW
+from optim.rmsprop import RMSprop
+from optim.adagrad import Adagrad
+from optim.clip import clip_grad_norm_, clip_grad_value_
+from optim import lr_scheduler
+
+__all__ = [
+    "Optimizer", "required", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad",
+    "clip_grad_norm_", "clip_grad_value_", "lr_scheduler", "pruning",
+]

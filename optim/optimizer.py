@@ -1,0 +1,241 @@
+"""``Optimizer``: parameter groups, per-parameter state, and PyTorch's state_dict layout.
+
+An optimizer holds ``param_groups`` (a list of dicts: ``'params'`` plus the group's
+hyper-parameters, defaults filled in) and ``state`` (a dict keyed by the Parameter object
+itself, by identity, never by ``id()``, holding the running buffers of each parameter).
+Subclasses implement ``step`` as the literal update rule on raw arrays:
+
+- parameters are updated in place (``p.data[...]`` arithmetic), outside any graph;
+- a ``.grad`` array is never modified (gradient arrays may be shared): every step works on
+  new arrays derived from it;
+- state buffers live on the parameter's device with its dtype.
+
+``state_dict()`` gives PyTorch's layout, so checkpoints carry over between the two::
+
+    {'state': {0: {'step': 3, 'exp_avg': Tensor, ...}, 1: {...}},
+     'param_groups': [{'lr': 0.001, ..., 'params': [0, 1]}]}
+
+with parameters numbered in group order. After every ``step`` the masks of pruned
+parameters (:mod:`optim.pruning`) are applied again, so pruned weights stay exactly zero.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import functools
+from collections import defaultdict
+from itertools import chain
+
+import numpy as np
+
+from engine import backend
+from engine.function import enable_grad, no_grad
+from engine.tensor import Tensor
+from optim import pruning
+
+
+class _Required:
+    """Marks a hyper-parameter that every group must give (no default)."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _Required()
+
+
+def _finishing_step(step):
+    """Wrap a subclass's ``step``: run it without recording a graph, then re-apply the
+    pruning masks of the parameters it updated."""
+    @functools.wraps(step)
+    def wrapper(self, *args, **kwargs):
+        with no_grad():
+            out = step(self, *args, **kwargs)
+            pruning.apply_masks(p for g in self.param_groups for p in g["params"])
+        return out
+    wrapper._finishes_step = True
+    return wrapper
+
+
+class Optimizer(abc.ABC):
+    """Base class: ``Optimizer(params, defaults)``.
+
+    ``params``: an iterable of Tensors, of ``(name, Tensor)`` pairs (``named_parameters()``),
+    or of dicts each holding ``'params'`` and the hyper-parameters that differ from the
+    defaults for that group.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_finishes_step", False):
+            cls.step = _finishing_step(step)
+
+    def __init__(self, params, defaults: dict) -> None:
+        self.defaults = defaults
+        self.state: defaultdict = defaultdict(dict)
+        self.param_groups: list[dict] = []
+        if isinstance(params, Tensor):
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors "
+                            "or dicts, got a single Tensor (wrap it in a list)")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items())
+                      if k not in ("params", "param_names")]
+        return "\n".join(lines) + "\n)"
+
+    # ------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict) -> None:
+        """Append a group; missing hyper-parameters take the optimizer's defaults."""
+        name = type(self).__name__
+        if not isinstance(param_group, dict):
+            raise TypeError(f"{name}: param_group must be a dict, got "
+                            f"{type(param_group).__name__}")
+        group = dict(param_group)
+        params = group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError(f"{name}: parameters must be an ordered collection; a set's "
+                            "order changes between runs (use a list)")
+        params = list(params)
+        names = [p[0] for p in params if isinstance(p, tuple)]
+        params = [p[1] if isinstance(p, tuple) else p for p in params]
+        if names and len(names) != len(params):
+            raise ValueError(f"{name}: give every parameter a name or none of them")
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name} can only optimize Tensors, got {type(p).__name__}")
+            if p.dtype.kind != "f":
+                raise TypeError(f"{name} can only optimize floating-point Tensors, got "
+                                f"{p.dtype} of shape {p.shape}")
+            if not p.is_leaf:
+                raise ValueError(f"{name}: can't optimize a non-leaf Tensor (shape "
+                                 f"{p.shape}); optimize the leaves it was computed from")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{name}: a parameter group contains the same parameter twice")
+        group["params"] = params
+        if names:
+            group["param_names"] = names
+        for key, default in self.defaults.items():
+            if default is required and key not in group:
+                raise ValueError(f"{name}: parameter group didn't specify a value of "
+                                 f"required optimization parameter {key}")
+            group.setdefault(key, default)
+        taken = {p for g in self.param_groups for p in g["params"]}
+        if any(p in taken for p in params):
+            raise ValueError(f"{name}: some parameters appear in more than one parameter "
+                             "group")
+        self.param_groups.append(group)
+
+    # ------------------------------------------------------------ steps
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients: ``.grad = None``, or fresh zeros (never zeroed in place,
+        since a gradient array may be shared)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    xp = backend.array_module(p.grad.data)
+                    p.grad = Tensor._make(xp.zeros_like(p.grad.data), None, 0)
+
+    @abc.abstractmethod
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; ``closure`` (re-evaluating
+        the loss with grad enabled) is called first and its loss returned."""
+
+    @staticmethod
+    def _evaluate(closure):
+        if closure is None:
+            return None
+        with enable_grad():
+            return closure()
+
+    def _zeros_like(self, p: Tensor, fill: float = 0.0) -> Tensor:
+        """A state buffer on ``p``'s device with ``p``'s dtype and shape."""
+        xp = backend.array_module(p.data)
+        return Tensor._make(xp.full(p.shape, fill, dtype=p.dtype), None, 0)
+
+    # ------------------------------------------------------------ state dicts
+    def state_dict(self) -> dict:
+        """``{'state': {index: {...}}, 'param_groups': [{..., 'params': [index, ...]}]}``;
+        the state Tensors are the live buffers (save or copy them to keep a snapshot)."""
+        index: dict = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            for p in group["params"]:
+                index.setdefault(p, len(index))
+            packed["params"] = [index[p] for p in group["params"]]
+            groups.append(packed)
+        state = {index[p]: dict(s) for p, s in self.state.items() if p in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore state and hyper-parameters from :meth:`state_dict` (ours, or PyTorch's
+        with its tensors as arrays). Buffers are copied onto each parameter's device and
+        dtype; ``step`` counts become ints."""
+        name = type(self).__name__
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the state dict has "
+                             f"{len(saved_groups)} parameter groups, the optimizer "
+                             f"{len(self.param_groups)}")
+        for i, (g, s) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(g["params"]) != len(s["params"]):
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} holds "
+                                 f"{len(s['params'])} parameters in the state dict but "
+                                 f"{len(g['params'])} in the optimizer")
+        params_by_index = dict(zip(
+            chain.from_iterable(s["params"] for s in saved_groups),
+            chain.from_iterable(g["params"] for g in self.param_groups)))
+        state: defaultdict = defaultdict(dict)
+        for k, values in state_dict["state"].items():
+            key = int(k)
+            if key not in params_by_index:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {key}, which "
+                                 "no parameter group lists")
+            p = params_by_index[key]
+            state[p] = {sk: _cast_state(sk, v, p) for sk, v in values.items()}
+        groups = []
+        for g, s in zip(self.param_groups, saved_groups):
+            new = {k: copy.deepcopy(v) for k, v in s.items() if k != "params"}
+            if isinstance(new.get("betas"), list):
+                new["betas"] = tuple(new["betas"])
+            new["params"] = g["params"]
+            if "param_names" in g and "param_names" not in new:
+                new["param_names"] = g["param_names"]
+            groups.append(new)
+        self.state = state
+        self.param_groups = groups
+
+
+def _cast_state(key: str, value, p: Tensor):
+    """A copy of one saved state entry: ``step`` as an int, arrays as Tensors on ``p``'s
+    device (floating ones with ``p``'s dtype), anything else as it is."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if key == "step":
+        return int(float(np.asarray(backend.to_numpy(value)) if hasattr(value, "shape")
+                         else value))
+    if value is None or not hasattr(value, "shape"):
+        return copy.deepcopy(value)
+    arr = backend.to_device(value if backend.is_cuda_array(value) else np.asarray(value),
+                            p.device)
+    xp = backend.array_module(arr)
+    dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
+    return Tensor._make(xp.array(arr, dtype=dtype, copy=True), None, 0)
