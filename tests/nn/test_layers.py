@@ -394,3 +394,61 @@ def test_layers_accept_dtype_argument():
     assert m.weight.dtype == np.float64
     assert nn.Conv2d(1, 1, 1, dtype="float64").bias.dtype == np.float64
     assert isinstance(m.weight, Tensor)
+
+
+# ----------------------------------------------------------------------------- devices
+def backend_name(dev):
+    return "cpu" if dev == "cpu" else "cuda:0"
+
+
+DEVICE_CASES = [
+    (lambda: nn.Linear(6, 4), (3, 6)),
+    (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 7, 7)),
+    (lambda: nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(2, ceil_mode=True)),
+     (2, 3, 9, 9)),
+    (lambda: nn.BatchNorm2d(3), (4, 3, 5, 5)),
+    (lambda: nn.LayerNorm(6), (3, 6)),
+    (lambda: nn.MLP([6, 5, 2], activation="gelu"), (4, 6)),
+]
+
+
+@pytest.mark.parametrize("make,shape", DEVICE_CASES, ids=["linear", "conv", "pools", "bn",
+                                                          "ln", "mlp"])
+def test_layers_give_the_same_numbers_on_every_device(device, make, shape):
+    engine.manual_seed(2)
+    ref = make().double()
+    engine.manual_seed(2)
+    m = make().double().to(device)
+    x = rand(*shape)
+    gy = None
+    outs = []
+    for mod, dev in ((ref, "cpu"), (m, device)):
+        xt = engine.tensor(x, requires_grad=True, device=dev)
+        y = mod(xt)
+        assert y.device == backend_name(dev)
+        gy = rand(*y.shape, seed=1) if gy is None else gy
+        y.backward(engine.tensor(gy, device=dev))
+        outs.append((y.numpy(), xt.grad.numpy(), [p.grad.numpy() for p in mod.parameters()]))
+    (y0, gx0, gp0), (y1, gx1, gp1) = outs
+    np.testing.assert_allclose(y1, y0, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-10, atol=1e-12)
+    for a, b in zip(gp1, gp0):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(m.buffers(), ref.buffers()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10)
+
+
+
+def test_embedding_and_dropout_on_device(device):
+    engine.manual_seed(4)
+    emb = nn.Embedding(7, 3, padding_idx=1).to(device)
+    idx = engine.tensor([[1, 2, 2], [6, 1, 0]], device=device)
+    y = emb(idx)
+    assert y.device == backend_name(device)
+    y.backward(engine.ones(2, 3, 3, device=device))
+    np.testing.assert_array_equal(emb.weight.grad.numpy()[:, 0], [1, 0, 2, 0, 0, 0, 1])
+    engine.manual_seed(9)
+    a = nn.Dropout(0.5)(engine.ones(20, 20, device=device)).numpy()
+    engine.manual_seed(9)
+    b = nn.Dropout(0.5)(engine.ones(20, 20)).numpy()
+    np.testing.assert_array_equal(a, b)           # the same mask on every device
