@@ -20,11 +20,12 @@ def check_reduction(op: str, reduction: str) -> None:
 
 
 def reduce(loss: Tensor, reduction: str) -> Tensor:
-    """'none': the elementwise losses; 'sum': Σ ℓ; 'mean': (1/n) Σ ℓ over all n elements."""
+    """'none': the elementwise losses; 'sum': Σ ℓ; 'mean': (1/n) Σ ℓ over all n elements
+    (NaN for no elements, as PyTorch)."""
     if reduction == "none":
         return loss
-    if reduction == "sum":
-        return loss.sum()
+    if reduction == "sum" or loss.size == 0:
+        return loss.sum() if reduction == "sum" else loss.sum() * float("nan")
     return loss.mean()
 
 

@@ -166,12 +166,12 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100,
     axis = _class_axis(op, x)
     c = x.shape[axis]
     w = _class_weight(op, weight, x, c)
-    t = target.data if isinstance(target, Tensor) else target
-    if getattr(t, "dtype", np.dtype(np.int64)).kind == "f":
+    t = target_array(target, x, op)
+    if t.dtype.kind == "f":
         if tuple(t.shape) != tuple(x.shape):
             raise ValueError(f"{op}: class-probability targets must have the input's shape "
                              f"{tuple(x.shape)}, got {tuple(t.shape)}")
-        y = target if isinstance(target, Tensor) else target_array(target, x, op)
+        y = target if isinstance(target, Tensor) else t
         return _cross_entropy_probs(x, y, w, reduction, label_smoothing)
     t = _index_target(op, target, x)
     if w is None:

@@ -299,3 +299,15 @@ def test_losses_on_every_device(device):
     if device != "cpu":
         with pytest.raises(RuntimeError, match="target is on cpu but the input is on cuda"):
             losses.cross_entropy(on(x), t, weight=w)
+
+
+def test_list_targets_and_empty_batches():
+    x = _t([[1.0, 2.0], [0.5, 0.0]])
+    np.testing.assert_allclose(losses.cross_entropy(x, [[0.2, 0.8], [1.0, 0.0]]).item(),
+                               losses.cross_entropy(x, _t([[0.2, 0.8], [1.0, 0.0]])).item())
+    np.testing.assert_allclose(losses.cross_entropy(x, [1, 0], weight=[1.0, 2.0]).item(),
+                               losses.cross_entropy(x, np.array([1, 0]),
+                                                    weight=np.array([1.0, 2.0])).item())
+    empty = _t(np.zeros((0, 3)))
+    assert np.isnan(losses.mse_loss(empty, empty).item())
+    assert losses.mse_loss(empty, empty, reduction="sum").item() == 0.0

@@ -225,3 +225,10 @@ def test_lr_changes_in_param_groups_take_effect():
     (p * p).sum().backward()
     opt.step()
     np.testing.assert_allclose(p.numpy(), [1.0 - 0.01 * 2.0])
+
+
+def test_docstring_example():
+    import doctest
+
+    result = doctest.testmod(optim)
+    assert result.attempted > 0 and result.failed == 0
