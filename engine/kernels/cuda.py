@@ -275,7 +275,9 @@ def _kernels(dtype: np.dtype) -> SimpleNamespace:
 
 def _launch(kernel, grid, threads, *args) -> None:
     """Launch on CuPy's current stream (or in the simulator, on host arrays)."""
-    if SIMULATOR:
+    if SIMULATOR:       # host arrays, copied back after the launch unless read-only
+        args = [cuda.In(a) if isinstance(a, np.ndarray) and not a.flags.writeable else a
+                for a in args]
         kernel[grid, threads](*args)
         return
     cp = backend.cupy_module()
