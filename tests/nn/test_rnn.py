@@ -269,3 +269,20 @@ def test_errors_name_shapes():
         cell(engine.randn(4, 3), (engine.zeros(4, 3), engine.zeros(4, 3)))
     with pytest.raises(ValueError, match=r"LSTMCell: expected input of shape \(batch, 3\)"):
         cell(engine.randn(4, 2))
+
+
+# ------------------------------------------------------------------ devices
+def test_lstm_on_device_matches_cpu(device):
+    m = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    x = engine.randn(2, 5, 3)
+    out, (h, c) = m(x)
+    (out.sum() + (h * c).sum()).backward()
+    ref = [out.numpy(), h.numpy()] + [p.grad.numpy() for p in m.parameters()]
+    m.zero_grad()
+    m.to(device)
+    out, (h, c) = m(x.to(device))
+    assert out.device == engine.backend.parse_device(device)
+    (out.sum() + (h * c).sum()).backward()
+    got = [out.numpy(), h.numpy()] + [p.grad.numpy() for p in m.parameters()]
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

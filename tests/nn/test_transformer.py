@@ -293,3 +293,26 @@ def test_positional_encoding_dtype_and_gradient():
     pe.double()
     assert pe.pe.dtype == np.float64
     engine.gradcheck(pe, [_t((3, 2, 4), 14)])
+
+
+# ------------------------------------------------------------------ devices
+def test_transformer_on_device_matches_cpu(device):
+    m = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                       dim_feedforward=16, dropout=0.0, batch_first=True)
+    pe = nn.PositionalEncoding(8, max_len=16, batch_first=True)
+    src, tgt = engine.randn(2, 5, 8), engine.randn(2, 4, 8)
+    kpm = np.array([[False] * 4 + [True], [False] * 5])
+    mask = nn.Transformer.generate_square_subsequent_mask(4)
+
+    def run(dev):
+        m.zero_grad()
+        out = m(pe(src.to(dev)), tgt.to(dev), tgt_mask=mask.to(dev),
+                src_key_padding_mask=engine.tensor(kpm, device=dev))
+        (out * out).sum().backward()
+        return [out.numpy()] + [p.grad.numpy() for p in m.parameters()]
+
+    ref = run("cpu")
+    m.to(device)
+    pe.to(device)
+    for a, b in zip(run(device), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
