@@ -11,9 +11,12 @@ added to the scores. The softmax, scale and masks run in the fused kernel
 Multi-head attention projects the inputs, splits the E features into h heads of
 d = E/h, attends in each head, and joins and projects the result::
 
-    Q = query W_qᵀ + b_q,  K = key W_kᵀ + b_k,  V = value W_vᵀ + b_v     (W_q|W_k|W_v =
-    headᵢ = softmax(Qᵢ Kᵢᵀ / √d + M) Vᵢ,   i = 1..h                       in_proj_weight)
-    out = [head₁, ..., head_h] W_oᵀ + b_o                                 (out_proj)
+    Q = query W_qᵀ + b_q,  K = key W_kᵀ + b_k,  V = value W_vᵀ + b_v
+    headᵢ = softmax(Qᵢ Kᵢᵀ / √d + M) Vᵢ,   i = 1..h     (Qᵢ: the i-th block of d features)
+    out = [head₁, ..., head_h] W_oᵀ + b_o
+
+with ``in_proj_weight`` = [W_q; W_k; W_v] stacked (3E, E), ``in_proj_bias`` = [b_q; b_k;
+b_v], and ``out_proj`` the Linear (W_o, b_o).
 
 Mask conventions (these differ between PyTorch's two functions, and are kept as PyTorch's):
 

@@ -254,6 +254,8 @@ def test_forward_errors_name_shapes():
         m(x, x, x, key_padding_mask=np.zeros((3, 2), dtype=bool))
     with pytest.raises(TypeError, match="only bool and floating types of attn_mask"):
         m(x, x, x, attn_mask=np.zeros((3, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match="attn_mask is float64 but the query is float32"):
+        m(x, x, x, attn_mask=np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"embed_dim 4, got query of shape \(3, 2, 5\)"):
         m(engine.randn(3, 2, 5), x, x)
     with pytest.raises(ValueError, match=r"must share \(seq, batch\)"):
