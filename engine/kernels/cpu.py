@@ -17,14 +17,31 @@ Two things make them as fast as hand-written C here:
 
 from __future__ import annotations
 
-import numba
-import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+import contextlib
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-_JIT = dict(cache=True, fastmath=False)
-_PAR = dict(cache=True, fastmath=False, parallel=True)
+# Numba runs its parallel loops on OpenMP threads. With the default wait policy idle
+# threads spin, and on a machine with more runnable threads than cores (BLAS threads,
+# PyTorch's pool, other processes) a spinning pool turns a 20 µs kernel into 20 ms. Idle
+# threads sleep instead unless the user chose otherwise (read when the pool starts).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import njit, prange, types  # noqa: E402
+from numba.extending import intrinsic, overload  # noqa: E402
+
+# error_model="numpy": x / 0 gives inf or NaN as in NumPy (no Python ZeroDivisionError,
+# whose check also stops a loop with a division from vectorizing).
+_JIT = dict(cache=True, fastmath=False, error_model="numpy")
+_PAR = dict(_JIT, parallel=True)
+# Contraction of a * b + c into one fused multiply-add: no effect on inf or NaN handling.
+_JIT_FMA = dict(_JIT, fastmath={"contract"})
 
 
 # ---------------------------------------------------------------- exp that vectorizes
@@ -46,7 +63,7 @@ def _float64_from_bits(typingctx, bits):
     return types.float64(bits), codegen
 
 
-@njit(**_JIT)
+@njit(**_JIT_FMA)
 def _exp32(x):
     """exp for float32: x = k ln2 + r, |r| ≤ ln2/2, exp(r) by Cephes' expf polynomial."""
     xc = x if x > np.float32(-104.0) else np.float32(-104.0)    # exp(-104) rounds to 0
@@ -68,7 +85,7 @@ def _exp32(x):
     return y if x == x else x         # NaN stays NaN
 
 
-@njit(**_JIT)
+@njit(**_JIT_FMA)
 def _exp64(x):
     """exp for float64: x = k ln2 + r, exp(r) by Cephes' Padé form 1 + 2 r P / (Q - r P)."""
     xc = x if x > -746.0 else -746.0
@@ -373,23 +390,27 @@ def layer_norm_backward(x, gy, w, mean, rstd):
 
 
 # ---------------------------------------------------------------- attention
-@njit(**_PAR)
-def _attention_probs(s, scale, bias, has_bias, keep, has_keep, causal):
-    ng, nh, tq, tk = s.shape
+# Per head (Tq × Tk scores, a few hundred KB: they stay in cache from one step to the
+# next): Q Kᵀ on BLAS, then scale, bias, masks and softmax in one pass (a Numba kernel),
+# then P V on BLAS. Heads are shared among threads of a pool, each running BLAS on one
+# thread, the way PyTorch's CPU attention works: BLAS's own thread pool, called 64 times
+# on small matrices, spins and stalls as soon as the cores are shared.
+@njit(nogil=True, **_JIT)
+def _head_probs(s, scale, bias, has_bias, keep, has_keep, causal):
+    tq, tk = s.shape
     ninf = s.dtype.type(-np.inf)
     sc = s.dtype.type(scale)
-    for r in prange(ng * nh * tq):
-        g, h, i = r // (nh * tq), (r // tq) % nh, r % tq
-        row = s[g, h, i]
+    for i in range(tq):
+        row = s[i]
         n = min(tk, i + 1) if causal else tk          # keys j < n may take part
         for j in range(n):
             row[j] *= sc
         if has_bias:
-            br = bias[g, h, i]
+            br = bias[i]
             for j in range(n):
                 row[j] += br[j]
         if has_keep:
-            kr = keep[g, h, i]
+            kr = keep[i]
             for j in range(n):
                 row[j] = row[j] if kr[j] else ninf
         m = _row_max(row, n)
@@ -403,15 +424,14 @@ def _attention_probs(s, scale, bias, has_bias, keep, has_keep, causal):
         row[n:] = 0
 
 
-@njit(**_PAR)
-def _attention_grad_scores(p, gp, drop, has_drop, causal):
-    ng, nh, tq, tk = p.shape
-    for r in prange(ng * nh * tq):
-        g, h, i = r // (nh * tq), (r // tq) % nh, r % tq
-        pr, gr = p[g, h, i], gp[g, h, i]
+@njit(nogil=True, **_JIT)
+def _head_grad_scores(p, gp, drop, has_drop, causal):
+    tq, tk = p.shape
+    for i in range(tq):
+        pr, gr = p[i], gp[i]
         n = min(tk, i + 1) if causal else tk
         if has_drop:
-            dr = drop[g, h, i]
+            dr = drop[i]
             for j in range(n):
                 gr[j] *= dr[j]
         d = _row_dot(gr, pr, n)
@@ -420,24 +440,153 @@ def _attention_grad_scores(p, gp, drop, has_drop, causal):
         gr[n:] = 0
 
 
-def attention_probs(s, scale: float, bias, keep, causal: bool):
-    """In place: scores s (G, H, Tq, Tk) = Q Kᵀ become P = softmax(scale s + bias, masked).
+def _head(a, g: int, h: int):
+    """The (g, h) head of a (G, H, ..) array, or None."""
+    return None if a is None else a[g, h]
 
-    ``bias`` (float) and ``keep`` (bool, True = takes part) are (G, H, Tq, Tk) views (any
-    strides, broadcast ones included) or None.
+
+def attention_forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
+    """out = (P ⊙ D) V and P = softmax(scale Q Kᵀ + bias, masked), per head.
+
+    q (G, H, Tq, D), k (G, H, Tk, D), v (G, H, Tk, Dv); ``bias`` (float), ``keep`` (bool,
+    True = takes part) and ``drop`` (the dropout mask over 1 - p) are (G, H, Tq, Tk)
+    arrays or views (broadcast ones included), or None.
     """
-    dummy_f = np.empty((1, 1, 1, 1), dtype=s.dtype)
-    dummy_b = np.empty((1, 1, 1, 1), dtype=np.bool_)
-    _attention_probs(s, scale, dummy_f if bias is None else bias, bias is not None,
-                     dummy_b if keep is None else keep, keep is not None, causal)
-    return s
+    ng, nh, tq, tk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    p = np.empty((ng, nh, tq, tk), dtype=q.dtype)
+    out = np.empty((ng, nh, tq, v.shape[3]), dtype=q.dtype)
+    dummy_f = np.zeros((1, 1), dtype=q.dtype)
+    dummy_b = np.ones((1, 1), dtype=np.bool_)
+
+    def heads(lo: int, hi: int) -> None:
+        buf = None
+        for r in range(lo, hi):
+            g, h = divmod(r, nh)
+            pr = p[g, h]
+            np.matmul(q[g, h], k[g, h].T, out=pr)
+            b, kp = _head(bias, g, h), _head(keep, g, h)
+            _head_probs(pr, scale, dummy_f if b is None else b, b is not None,
+                        dummy_b if kp is None else kp, kp is not None, causal)
+            if drop is not None:
+                buf = np.multiply(pr, drop[g, h], out=buf)
+                pr = buf
+            np.matmul(pr, v[g, h], out=out[g, h])
+
+    _over_heads(heads, ng * nh, tq * tk)
+    return out, p
 
 
-def attention_grad_scores(p, gp, drop, causal: bool):
-    """In place: gp (G, H, Tq, Tk) = ∂L/∂P becomes gS = P ⊙ (gP̃ - Σⱼ gP̃ⱼ Pⱼ), gP̃ = gP ⊙ D."""
-    dummy = np.empty((1, 1, 1, 1), dtype=p.dtype)
-    _attention_grad_scores(p, gp, dummy if drop is None else drop, drop is not None, causal)
-    return gp
+def attention_backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra,
+                       needs: tuple):
+    """gq, gk, gv (None where ``needs`` is False) and gS, per head (shapes as in
+    :func:`attention_forward`; ``gp_extra`` is the gradient of the returned P, or None).
+
+    gV = (P ⊙ D)ᵀ gout;  gP = (gout Vᵀ) ⊙ D + gp_extra;  gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);
+    gQ = scale · gS K;  gK = scale · gSᵀ Q
+    """
+    ng, nh = q.shape[0], q.shape[1]
+    gs = np.empty_like(p)
+    gq = np.empty_like(q) if needs[0] else None
+    gk = np.empty_like(k) if needs[1] else None
+    gv = np.empty_like(v) if needs[2] else None
+    dummy = np.zeros((1, 1), dtype=q.dtype)
+    sc = q.dtype.type(scale)
+
+    def heads(lo: int, hi: int) -> None:
+        buf = None
+        for r in range(lo, hi):
+            g, h = divmod(r, nh)
+            pr, gsr, dr = p[g, h], gs[g, h], _head(drop, g, h)
+            np.matmul(gout[g, h], v[g, h].T, out=gsr)            # gP
+            if gv is not None:
+                pd = pr if dr is None else np.multiply(pr, dr, out=buf)
+                buf = None if dr is None else pd
+                np.matmul(pd.T, gout[g, h], out=gv[g, h])
+            if gp_extra is not None:
+                if dr is not None:
+                    gsr *= dr
+                gsr += gp_extra[g, h]
+                dr = None
+            _head_grad_scores(pr, gsr, dummy if dr is None else dr, dr is not None, causal)
+            if gq is not None:
+                np.matmul(gsr, k[g, h], out=gq[g, h])
+                gq[g, h] *= sc
+            if gk is not None:
+                np.matmul(gsr.T, q[g, h], out=gk[g, h])
+                gk[g, h] *= sc
+
+    _over_heads(heads, ng * nh, p.shape[2] * p.shape[3])
+    return gq, gk, gv, gs
+
+
+_POOL = None
+
+
+def _over_heads(work, n_heads: int, head_size: int) -> None:
+    """Run ``work(lo, hi)`` over head ranges on ``numba.get_num_threads()`` threads, BLAS
+    held to one thread meanwhile; inline when the work is small or BLAS cannot be held."""
+    global _POOL
+    threads = min(numba.get_num_threads(), n_heads)
+    if threads < 2 or n_heads * head_size < 1 << 15:
+        work(0, n_heads)
+        return
+    with _blas_single_thread() as held:
+        if not held:
+            work(0, n_heads)
+            return
+        if _POOL is None or _POOL._max_workers < threads - 1:
+            _POOL = ThreadPoolExecutor(threads - 1, thread_name_prefix="xpgrad-attention")
+        bounds = [n_heads * t // threads for t in range(threads + 1)]
+        futures = [_POOL.submit(work, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+        work(bounds[0], bounds[1])
+        for f in futures:
+            f.result()
+
+
+_BLAS = {"lock": threading.Lock(), "depth": 0, "saved": 1, "calls": None}
+
+
+def _openblas_thread_calls():
+    """(get, set) for the number of threads of NumPy's OpenBLAS, or () when not found."""
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)       # already loaded by NumPy: the same library
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", "64_"), ("openblas", "")):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                return get, put
+    return ()
+
+
+@contextlib.contextmanager
+def _blas_single_thread():
+    """Hold NumPy's OpenBLAS to one thread (nested and thread-safe); yields False, doing
+    nothing, when NumPy uses another BLAS."""
+    with _BLAS["lock"]:
+        if _BLAS["calls"] is None:
+            _BLAS["calls"] = _openblas_thread_calls()
+        calls = _BLAS["calls"]
+        if calls:
+            if _BLAS["depth"] == 0:
+                _BLAS["saved"] = calls[0]()
+                calls[1](1)
+            _BLAS["depth"] += 1
+    try:
+        yield bool(calls)
+    finally:
+        if calls:
+            with _BLAS["lock"]:
+                _BLAS["depth"] -= 1
+                if _BLAS["depth"] == 0:
+                    calls[1](_BLAS["saved"])
+
+
 
 
 def _chunks(n: int) -> int:

@@ -367,24 +367,41 @@ def layer_norm_backward(x, gy, w, mean, rstd):
     return gx, gw_part.sum(axis=0), gb_part.sum(axis=0)
 
 
-def attention_probs(s, scale: float, bias, keep, causal: bool):
-    """In place: scores s (G, H, Tq, Tk) = Q Kᵀ become P = softmax(scale s + bias, masked);
-    ``bias`` (float) and ``keep`` (bool, True = takes part) are (G, H, Tq, Tk) or None."""
-    xp = _xp(s)
-    rows = s.shape[0] * s.shape[1] * s.shape[2]
-    dummy_f = xp.zeros((1, 1, 1, 1), dtype=s.dtype)
-    dummy_b = xp.ones((1, 1, 1, 1), dtype=np.bool_)
-    _launch(_kernels(s.dtype).attention_probs, rows, threads_for(s.shape[3]), s, scale,
-            dummy_f if bias is None else _dense(bias), bias is not None,
-            dummy_b if keep is None else _dense(keep), keep is not None, causal)
-    return s
+def attention_forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
+    """out = (P ⊙ D) V and P = softmax(scale Q Kᵀ + bias, masked): the products on cuBLAS,
+    the rest in one kernel pass over the scores (shapes as in
+    :func:`engine.kernels.cpu.attention_forward`)."""
+    xp = _xp(q)
+    p = xp.matmul(q, k.swapaxes(-1, -2))                       # (G, H, Tq, Tk)
+    if p.size:
+        rows = p.shape[0] * p.shape[1] * p.shape[2]
+        dummy_f = xp.zeros((1, 1, 1, 1), dtype=p.dtype)
+        dummy_b = xp.ones((1, 1, 1, 1), dtype=np.bool_)
+        _launch(_kernels(p.dtype).attention_probs, rows, threads_for(p.shape[3]), p, scale,
+                dummy_f if bias is None else _dense(bias), bias is not None,
+                dummy_b if keep is None else _dense(keep), keep is not None, causal)
+    out = xp.matmul(p if drop is None else p * drop, v)
+    return out, p
 
 
-def attention_grad_scores(p, gp, drop, causal: bool):
-    """In place: gp (G, H, Tq, Tk) = ∂L/∂P becomes gS = P ⊙ (gP̃ - Σⱼ gP̃ⱼ Pⱼ), gP̃ = gP ⊙ D."""
-    xp = _xp(p)
-    rows = p.shape[0] * p.shape[1] * p.shape[2]
-    dummy = xp.zeros((1, 1, 1, 1), dtype=p.dtype)
-    _launch(_kernels(p.dtype).attention_grad_scores, rows, threads_for(p.shape[3]), p, gp,
-            dummy if drop is None else _dense(drop), drop is not None, causal)
-    return gp
+def attention_backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra,
+                       needs: tuple):
+    """gq, gk, gv (None where ``needs`` is False) and gS (see
+    :func:`engine.kernels.cpu.attention_backward`)."""
+    xp = _xp(q)
+    gv = xp.matmul((p if drop is None else p * drop).swapaxes(-1, -2), gout) \
+        if needs[2] else None
+    gs = xp.matmul(gout, v.swapaxes(-1, -2))                   # gP
+    if gp_extra is not None:
+        if drop is not None:
+            gs *= drop
+            drop = None
+        gs += gp_extra
+    if gs.size:
+        rows = p.shape[0] * p.shape[1] * p.shape[2]
+        dummy = xp.zeros((1, 1, 1, 1), dtype=p.dtype)
+        _launch(_kernels(p.dtype).attention_grad_scores, rows, threads_for(p.shape[3]), p,
+                gs, dummy if drop is None else _dense(drop), drop is not None, causal)
+    gq = xp.matmul(gs, k) * q.dtype.type(scale) if needs[0] else None
+    gk = xp.matmul(gs.swapaxes(-1, -2), q) * q.dtype.type(scale) if needs[1] else None
+    return gq, gk, gv, gs

@@ -181,7 +181,9 @@ def _group_shape(lead: tuple, tq: int, tk: int) -> tuple:
 
 
 def _grouped(xp, a, lead: tuple, tq: int, tk: int):
-    """``a`` broadcast to lead + (Tq, Tk), viewed as (G, H, Tq, Tk)."""
+    """``a`` broadcast to lead + (Tq, Tk), viewed as (G, H, Tq, Tk) (None stays None)."""
+    if a is None:
+        return None
     return xp.broadcast_to(a, lead + (tq, tk)).reshape(_group_shape(lead, tq, tk))
 
 
@@ -198,42 +200,30 @@ class Attention(Function):
                 need_weights=False):
         xp = ctx.xp
         lead, tq, tk = q.shape[:-2], q.shape[-2], k.shape[-2]
-        s = xp.matmul(q, k.swapaxes(-1, -2))                      # (..., Tq, Tk)
-        if s.size:                                                # in place: s becomes P
-            kernels(xp).attention_probs(
-                s.reshape(_group_shape(lead, tq, tk)), scale,
-                None if bias is None else _grouped(xp, bias, lead, tq, tk),
-                None if keep is None else _grouped(xp, keep, lead, tq, tk), causal)
-        p = s
-        out = xp.matmul(p * drop if drop is not None else p, v)
-        ctx.params = (causal, drop, scale, None if bias is None else bias.shape)
-        ctx.save_for_backward(q, k, v, p)
-        return (out, p) if need_weights else out
+        g, h = _group_shape(lead, tq, tk)[:2]
+        q4, k4, v4 = (xp.ascontiguousarray(a).reshape((g, h) + a.shape[-2:])
+                      for a in (q, k, v))                         # (G, H, T, D)
+        out, p = kernels(xp).attention_forward(
+            q4, k4, v4, scale, _grouped(xp, bias, lead, tq, tk),
+            _grouped(xp, keep, lead, tq, tk), causal, _grouped(xp, drop, lead, tq, tk))
+        ctx.params = (lead, causal, scale, None if bias is None else bias.shape)
+        ctx.drop = drop
+        ctx.save_for_backward(q4, k4, v4, p)
+        out = out.reshape(lead + out.shape[-2:])
+        return (out, p.reshape(lead + (tq, tk))) if need_weights else out
 
     @staticmethod
     def backward(ctx, gout, gp_weights=None):
-        q, k, v, p = ctx.saved_tensors
+        q4, k4, v4, p = ctx.saved_tensors
         xp = ctx.xp
-        causal, drop, scale, bias_shape = ctx.params
-        grouped = _group_shape(q.shape[:-2], p.shape[-2], p.shape[-1])
-        pd = p * drop if drop is not None else p
-        gv = xp.matmul(pd.swapaxes(-1, -2), gout) if ctx.needs_input_grad[2] else None
-        gp = xp.matmul(gout, v.swapaxes(-1, -2))                  # (..., Tq, Tk)
-        if gp_weights is not None:        # the returned probabilities were used too
-            if drop is not None:
-                gp = gp * drop
-                drop = None
-            gp = gp + gp_weights
-        if gp.size:                                               # in place: gp becomes gS
-            kernels(xp).attention_grad_scores(
-                p.reshape(grouped), gp.reshape(grouped),
-                None if drop is None else drop.reshape(grouped), causal)
-        gq = gk = None
-        if ctx.needs_input_grad[0]:
-            gq = xp.matmul(gp, k)
-            gq *= q.dtype.type(scale)
-        if ctx.needs_input_grad[1]:
-            gk = xp.matmul(gp.swapaxes(-1, -2), q)
-            gk *= q.dtype.type(scale)
-        gbias = sum_to(gp, bias_shape) if ctx.needs_input_grad[3] else None
+        lead, causal, scale, bias_shape = ctx.params
+        tq, tk = p.shape[-2:]
+        gout4 = xp.ascontiguousarray(gout).reshape(q4.shape[:2] + gout.shape[-2:])
+        gq, gk, gv, gs = kernels(xp).attention_backward(
+            q4, k4, v4, p, gout4, scale, _grouped(xp, ctx.drop, lead, tq, tk), causal,
+            _grouped(xp, gp_weights, lead, tq, tk), tuple(ctx.needs_input_grad[:3]))
+        gq, gk, gv = (None if a is None else a.reshape(lead + a.shape[-2:])
+                      for a in (gq, gk, gv))
+        gbias = sum_to(gs.reshape(lead + (tq, tk)), bias_shape) \
+            if ctx.needs_input_grad[3] else None
         return gq, gk, gv, gbias

@@ -25,7 +25,9 @@ def leaf(a, device="cpu"):
 
 
 def run(fn, arrays, fused_on, seed=0, device="cpu", upstream=None):
-    """Outputs and input gradients of ``fn`` (random upstream gradient)."""
+    """Outputs and input gradients of ``fn`` (random upstream gradient; the engine's
+    generator reseeded, so both paths draw the same dropout masks)."""
+    engine.manual_seed(seed)
     with engine.use_fused(fused_on):
         ins = [leaf(a, device) for a in arrays]
         out = fn(*ins)
@@ -122,7 +124,7 @@ def test_dispatch_picks_fused_node_and_reference_when_off(name, dtype):
 def test_fused_path_really_calls_the_cpu_kernels(monkeypatch):
     calls = []
     for name in ("softmax_forward", "softmax_backward", "cross_entropy_forward",
-                 "layer_norm_backward", "attention_probs", "attention_grad_scores"):
+                 "layer_norm_backward", "attention_forward", "attention_backward"):
         real = getattr(cpu, name)
         monkeypatch.setattr(cpu, name, lambda *a, _r=real, _n=name, **k: (
             calls.append(_n), _r(*a, **k))[1])
@@ -133,7 +135,7 @@ def test_fused_path_really_calls_the_cpu_kernels(monkeypatch):
     y = engine.scaled_dot_product_attention(x, x, x)
     (y * y).sum().backward()
     assert calls == ["softmax_forward", "softmax_backward", "cross_entropy_forward",
-                     "layer_norm_backward", "attention_probs", "attention_grad_scores"]
+                     "layer_norm_backward", "attention_forward", "attention_backward"]
     calls.clear()
     with engine.use_fused(False):
         engine.softmax(x).sum().backward()
@@ -439,9 +441,8 @@ def test_attention_dropout_same_mask_for_fused_and_reference_and_seeded():
     q, k, v = (rng.standard_normal((2, 5, 4)) for _ in range(3))
     outs = []
     for on in (True, False, True):
-        engine.manual_seed(7)
         outs.append(run(lambda *t: engine.scaled_dot_product_attention(*t, dropout_p=0.4),
-                        [q, k, v], on)[:2])
+                        [q, k, v], on, seed=7)[:2])
     for out, grads in outs[1:]:
         np.testing.assert_allclose(out[0], outs[0][0][0], rtol=1e-12)
         for g, g0 in zip(grads, outs[0][1]):
@@ -461,12 +462,10 @@ def test_attention_weights_gradient_flows_with_dropout():
     rng = np.random.default_rng(2)
     q, k, v = (rng.standard_normal((1, 3, 4)) for _ in range(3))
     for seed in (1, 2):
-        engine.manual_seed(seed)
         res = run(lambda *t: engine.scaled_dot_product_attention(
-            *t, dropout_p=0.5, need_weights=True), [q, k, v], True)
-        engine.manual_seed(seed)
+            *t, dropout_p=0.5, need_weights=True), [q, k, v], True, seed=seed)
         ref = run(lambda *t: engine.scaled_dot_product_attention(
-            *t, dropout_p=0.5, need_weights=True), [q, k, v], False)
+            *t, dropout_p=0.5, need_weights=True), [q, k, v], False, seed=seed)
         for a, b in zip(res[1], ref[1]):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
@@ -568,3 +567,19 @@ def test_vexp_accuracy_and_special_values(dtype):
     assert np.all(np.isinf(y[~finite & ~np.isnan(x)]))
     np.testing.assert_array_equal(y[-3:-1], [np.inf, 0.0])
     assert np.isnan(y[-1]) and y.dtype == dtype
+
+
+def test_attention_heads_on_the_thread_pool_match_reference_and_restore_blas():
+    rng = np.random.default_rng(6)
+    q, k, v = (rng.standard_normal((2, 4, 64, 16)) for _ in range(3))   # 8 heads of 64²
+    kpm = rng.random((2, 64)) > 0.8
+    calls = cpu._openblas_thread_calls()
+    before = calls[0]() if calls else None
+    assert_fused_matches_reference(
+        lambda *t: engine.scaled_dot_product_attention(*t, is_causal=True,
+                                                       key_padding_mask=kpm, dropout_p=0.1),
+        [q, k, v], rtol=1e-9, atol=1e-11)
+    if calls:
+        assert calls[0]() == before
+    if engine.kernels.cpu.numba.get_num_threads() > 1 and calls:
+        assert cpu._POOL is not None
