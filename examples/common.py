@@ -105,13 +105,16 @@ class History:
         """Start timing the next epoch now (e.g. after a slow set-up)."""
         self._start = time.perf_counter()
 
-    def log(self, epoch: int, **metrics: float) -> None:
+    def log(self, epoch: int, echo: bool = True, **metrics: float) -> None:
+        """Record this epoch's values (and its wall time); print them unless not ``echo``."""
         now = time.perf_counter()
         self.seconds.append(now - self._start)
         self._start = now
         self.epochs.append(epoch)
         for key, value in metrics.items():
             self.values.setdefault(key, []).append(float(value))
+        if not echo:
+            return
         of = f"/{self.total_epochs}" if self.total_epochs else ""
         parts = [f"epoch {epoch:3d}{of}"]
         parts += [f"{key} {float(value):.4f}" for key, value in metrics.items()]
