@@ -26,7 +26,7 @@ import ctypes
 import glob
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 # Numba runs its parallel loops on OpenMP threads. With the default wait policy idle
 # threads spin, and on a machine with more runnable threads than cores (BLAS threads,
@@ -386,15 +386,19 @@ def layer_norm_backward(x, gy, w, mean, rstd):
 # next): Q Kᵀ on BLAS, then scale, bias, masks and softmax in one pass (a Numba kernel),
 # then P V on BLAS. Heads are shared among threads of a pool, each running BLAS on one
 # thread, the way PyTorch's CPU attention works: BLAS's own thread pool, called 64 times
-# on small matrices, spins and stalls as soon as the cores are shared.
+# on small matrices, spins and stalls as soon as the cores are shared. With a causal mask
+# the queries go in blocks, each multiplied only with the keys it can see (j ≤ i): the
+# products shrink to about 5/8 of the full ones with four blocks.
 @njit(nogil=True, **_JIT)
-def _head_probs(s, scale, bias, has_bias, keep, has_keep, causal):
-    tq, tk = s.shape
+def _head_probs(s, i0, i1, nk, scale, bias, has_bias, keep, has_keep, causal):
+    """Rows i0:i1 of one head's scores ``s`` (Tq, Tk; keys :nk computed) become
+    probabilities (the whole head is passed so that its rows are known contiguous)."""
+    tk = s.shape[1]
     ninf = s.dtype.type(-np.inf)
     sc = s.dtype.type(scale)
-    for i in range(tq):
+    for i in range(i0, i1):
         row = s[i]
-        n = min(tk, i + 1) if causal else tk          # keys j < n may take part
+        n = min(nk, i + 1) if causal else nk          # keys j < n may take part
         for j in range(n):
             row[j] *= sc
         if has_bias:
@@ -412,15 +416,17 @@ def _head_probs(s, scale, bias, has_bias, keep, has_keep, causal):
         inv = s.dtype.type(1) / _exp_shifted_sum_inplace(row, m, n)
         for j in range(n):
             row[j] *= inv
-        row[n:] = 0
+        for j in range(n, tk):
+            row[j] = 0
 
 
 @njit(nogil=True, **_JIT)
-def _head_grad_scores(p, gp, drop, has_drop, causal):
-    tq, tk = p.shape
-    for i in range(tq):
+def _head_grad_scores(p, gp, i0, i1, nk, drop, has_drop, causal):
+    """Rows i0:i1 of one head: gp = ∂L/∂P becomes gS = P ⊙ (gP̃ - Σⱼ gP̃ⱼ Pⱼ), gP̃ = gP ⊙ D."""
+    tk = p.shape[1]
+    for i in range(i0, i1):
         pr, gr = p[i], gp[i]
-        n = min(tk, i + 1) if causal else tk
+        n = min(nk, i + 1) if causal else nk
         if has_drop:
             dr = drop[i]
             for j in range(n):
@@ -428,11 +434,22 @@ def _head_grad_scores(p, gp, drop, has_drop, causal):
         d = _row_dot(gr, pr, n)
         for j in range(n):
             gr[j] = pr[j] * (gr[j] - d)
-        gr[n:] = 0
+        for j in range(n, tk):
+            gr[j] = 0
+
+
+def _blocks(tq: int, tk: int, causal: bool) -> list:
+    """(i0, i1, n): query rows i0:i1 need keys :n."""
+    if not causal:
+        return [(0, tq, tk)]
+    nb = min(4, tq)
+    edges = [tq * b // nb for b in range(nb + 1)]
+    return [(edges[b], edges[b + 1], min(tk, edges[b + 1])) for b in range(nb)
+            if edges[b + 1] > edges[b]]
 
 
 def _head(a, g: int, h: int):
-    """The (g, h) head of a (G, H, ..) array, or None."""
+    """Head (g, h) of a (G, H, Tq, Tk) array, or None."""
     return None if a is None else a[g, h]
 
 
@@ -448,20 +465,21 @@ def attention_forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
     out = np.empty((ng, nh, tq, v.shape[3]), dtype=q.dtype)
     dummy_f = np.zeros((1, 1), dtype=q.dtype)
     dummy_b = np.ones((1, 1), dtype=np.bool_)
+    blocks = _blocks(tq, tk, causal)
 
     def heads(lo: int, hi: int) -> None:
-        buf = None
         for r in range(lo, hi):
             g, h = divmod(r, nh)
-            pr = p[g, h]
-            np.matmul(q[g, h], k[g, h].T, out=pr)
             b, kp = _head(bias, g, h), _head(keep, g, h)
-            _head_probs(pr, scale, dummy_f if b is None else b, b is not None,
-                        dummy_b if kp is None else kp, kp is not None, causal)
-            if drop is not None:
-                buf = np.multiply(pr, drop[g, h], out=buf)
-                pr = buf
-            np.matmul(pr, v[g, h], out=out[g, h])
+            for i0, i1, n in blocks:
+                pb = p[g, h, i0:i1, :n]
+                np.matmul(q[g, h, i0:i1], k[g, h, :n].T, out=pb)
+                _head_probs(p[g, h], i0, i1, n, scale, dummy_f if b is None else b,
+                            b is not None, dummy_b if kp is None else kp, kp is not None,
+                            causal)
+                if drop is not None:
+                    pb = pb * drop[g, h, i0:i1, :n]
+                np.matmul(pb, v[g, h, :n], out=out[g, h, i0:i1])
 
     _over_heads(heads, ng * nh, tq * tk)
     return out, p
@@ -475,42 +493,46 @@ def attention_backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_ex
     gV = (P ⊙ D)ᵀ gout;  gP = (gout Vᵀ) ⊙ D + gp_extra;  gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);
     gQ = scale · gS K;  gK = scale · gSᵀ Q
     """
-    ng, nh = q.shape[0], q.shape[1]
+    ng, nh, tq, tk = p.shape
     gs = np.empty_like(p)
     gq = np.empty_like(q) if needs[0] else None
-    gk = np.empty_like(k) if needs[1] else None
-    gv = np.empty_like(v) if needs[2] else None
+    gk = np.zeros_like(k) if needs[1] else None
+    gv = np.zeros_like(v) if needs[2] else None
     dummy = np.zeros((1, 1), dtype=q.dtype)
     sc = q.dtype.type(scale)
+    blocks = _blocks(tq, tk, causal)
 
     def heads(lo: int, hi: int) -> None:
-        buf = None
         for r in range(lo, hi):
             g, h = divmod(r, nh)
-            pr, gsr, dr = p[g, h], gs[g, h], _head(drop, g, h)
-            np.matmul(gout[g, h], v[g, h].T, out=gsr)            # gP
-            if gv is not None:
-                pd = pr if dr is None else np.multiply(pr, dr, out=buf)
-                buf = None if dr is None else pd
-                np.matmul(pd.T, gout[g, h], out=gv[g, h])
-            if gp_extra is not None:
-                if dr is not None:
-                    gsr *= dr
-                gsr += gp_extra[g, h]
-                dr = None
-            _head_grad_scores(pr, gsr, dummy if dr is None else dr, dr is not None, causal)
-            if gq is not None:
-                np.matmul(gsr, k[g, h], out=gq[g, h])
-                gq[g, h] *= sc
+            dh = _head(drop, g, h)
+            for i0, i1, n in blocks:
+                pb, gsb = p[g, h, i0:i1, :n], gs[g, h, i0:i1, :n]
+                db = None if dh is None else dh[i0:i1, :n]
+                go = gout[g, h, i0:i1]
+                np.matmul(go, v[g, h, :n].T, out=gsb)             # gP
+                if gv is not None:
+                    gv[g, h, :n] += (pb if db is None else pb * db).T @ go
+                if gp_extra is not None:
+                    if db is not None:
+                        gsb *= db
+                    gsb += gp_extra[g, h, i0:i1, :n]
+                    db = None
+                _head_grad_scores(p[g, h], gs[g, h], i0, i1, n,
+                                  dummy if db is None else dh, db is not None, causal)
+                if gq is not None:
+                    np.matmul(gsb, k[g, h, :n], out=gq[g, h, i0:i1])
+                    gq[g, h, i0:i1] *= sc
+                if gk is not None:
+                    gk[g, h, :n] += gsb.T @ q[g, h, i0:i1]
             if gk is not None:
-                np.matmul(gsr.T, q[g, h], out=gk[g, h])
                 gk[g, h] *= sc
 
-    _over_heads(heads, ng * nh, p.shape[2] * p.shape[3])
+    _over_heads(heads, ng * nh, tq * tk)
     return gq, gk, gv, gs
 
 
-_POOL = None
+_POOL = None        # (pid, workers, ThreadPoolExecutor)
 
 
 def _over_heads(work, n_heads: int, head_size: int) -> None:
@@ -525,11 +547,17 @@ def _over_heads(work, n_heads: int, head_size: int) -> None:
         if not held:
             work(0, n_heads)
             return
-        if _POOL is None or _POOL._max_workers < threads - 1:
-            _POOL = ThreadPoolExecutor(threads - 1, thread_name_prefix="xpgrad-attention")
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < threads - 1:
+            # a new pool after a fork too: the parent's worker threads do not exist here
+            _POOL = (os.getpid(), threads - 1,
+                     ThreadPoolExecutor(threads - 1, thread_name_prefix="xpgrad-attention"))
         bounds = [n_heads * t // threads for t in range(threads + 1)]
-        futures = [_POOL.submit(work, bounds[t], bounds[t + 1]) for t in range(1, threads)]
-        work(bounds[0], bounds[1])
+        futures = [_POOL[2].submit(work, bounds[t], bounds[t + 1])
+                   for t in range(1, threads)]
+        try:
+            work(bounds[0], bounds[1])
+        finally:
+            wait(futures)             # BLAS threads are restored only once all are done
         for f in futures:
             f.result()
 
