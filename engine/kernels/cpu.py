@@ -189,6 +189,15 @@ def _exp_shifted_sum(x, m, out, n):
 
 
 @njit(**_JIT_SUM)
+def _sum_exp_shifted(x, m, n):
+    """Σ exp(x[:n] - m) (nothing stored)."""
+    s = x.dtype.type(0)
+    for j in range(n):
+        s += vexp(x[j] - m)
+    return s
+
+
+@njit(**_JIT_SUM)
 def _exp_shifted_sum_inplace(x, m, n):
     """x[:n] = exp(x[:n] - m); returns Σ x[:n]."""
     s = x.dtype.type(0)
@@ -206,13 +215,12 @@ def _softmax_fwd(x, y, log):
     for i in prange(n):
         xr, yr = x[i], y[i]
         m = _row_max(xr, c)
-        s = _exp_shifted_sum(xr, m, yr, c)
         if log:
-            ls = np.log(s)
+            ls = np.log(_sum_exp_shifted(xr, m, c))
             for j in range(c):
                 yr[j] = (xr[j] - m) - ls
         else:
-            inv = x.dtype.type(1) / s
+            inv = x.dtype.type(1) / _exp_shifted_sum(xr, m, yr, c)
             for j in range(c):
                 yr[j] *= inv
 
@@ -248,25 +256,23 @@ def softmax_backward(y, gy, log: bool):
 
 # ---------------------------------------------------------------- cross-entropy
 @njit(**_PAR)
-def _cross_entropy_fwd(x, target, ignore_index, smoothing, loss, lse, chunks):
+def _cross_entropy_fwd(x, target, ignore_index, smoothing, loss, lse):
     n, c = x.shape
     one = x.dtype.type(1)
     eps = x.dtype.type(smoothing)
-    for k in prange(chunks):
-        buf = np.empty(c, dtype=x.dtype)
-        for i in range(k * n // chunks, (k + 1) * n // chunks):
-            xr = x[i]
-            m = _row_max(xr, c)
-            ls = np.log(_exp_shifted_sum(xr, m, buf, c))
-            lse[i] = m + ls
-            t = target[i]
-            if t == ignore_index:
-                loss[i] = 0
-                continue
-            li = (one - eps) * (ls - (xr[t] - m))       # -(1-ε) log p_t
-            if smoothing != 0.0:                        # -(ε/C) Σ_c log p_c
-                li += eps / c * (c * ls - (_row_sum(xr, c) - c * m))
-            loss[i] = li
+    for i in prange(n):
+        xr = x[i]
+        m = _row_max(xr, c)
+        ls = np.log(_sum_exp_shifted(xr, m, c))
+        lse[i] = m + ls
+        t = target[i]
+        if t == ignore_index:
+            loss[i] = 0
+            continue
+        li = (one - eps) * (ls - (xr[t] - m))           # -(1-ε) log p_t
+        if smoothing != 0.0:                            # -(ε/C) Σ_c log p_c
+            li += eps / c * (c * ls - (_row_sum(xr, c) - c * m))
+        loss[i] = li
 
 
 @njit(**_PAR)
@@ -292,7 +298,7 @@ def cross_entropy_forward(x, target, ignore_index: int, label_smoothing: float):
     n = x.shape[0]
     loss = np.empty(n, dtype=x.dtype)
     lse = np.empty(n, dtype=x.dtype)
-    _cross_entropy_fwd(x, target, ignore_index, label_smoothing, loss, lse, _chunks(n))
+    _cross_entropy_fwd(x, target, ignore_index, label_smoothing, loss, lse)
     return loss, lse
 
 

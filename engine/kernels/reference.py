@@ -198,6 +198,8 @@ def attention_probs(xp, q, k, bias, allowed, scale: float):
 class Attention(Function):
     """out = dropout(P) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product)
 
+    Masked scores (``keep`` False, or j > i under ``causal``) are -inf before the softmax;
+    a row with every score masked gives P = 0 (see :func:`attention_probs`).
     With D the dropout mask already divided by (1 - p) (all ones without dropout),
     P̃ = P ⊙ D:  gV = P̃ᵀ gout;  gP = (gout Vᵀ) ⊙ D (+ the gradient of the returned P);
     gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);  gQ = scale · gS K;  gK = scale · gSᵀ Q;  gbias = gS
