@@ -36,9 +36,7 @@ from engine.ops.shape import (
 from engine.ops.indexing import getitem, index_add, scatter_add
 from engine.ops.linalg import matmul
 from engine.ops.softmax import log_softmax, softmax
-from engine.kernels import (
-    cross_entropy, fused_enabled, layer_norm, scaled_dot_product_attention, use_fused,
-)
+from engine.kernels import fused_enabled, use_fused
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
 
@@ -56,7 +54,6 @@ __all__ = [
     "reshape", "transpose", "permute", "swapaxes", "broadcast_to", "squeeze", "unsqueeze",
     "expand_dims", "flatten", "concatenate", "stack", "split", "pad",
     "getitem", "index_add", "scatter_add", "matmul", "softmax", "log_softmax",
-    "use_fused", "fused_enabled", "cross_entropy", "layer_norm",
-    "scaled_dot_product_attention",
+    "use_fused", "fused_enabled",
     "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "CheckpointError",
 ]
