@@ -228,10 +228,16 @@ def compile_times() -> list[dict]:
     return [{("pass" if k == "pass_" else k): v for k, v in r.items()} for r in rows]
 
 
-def run(smoke: bool = False, repeats: int | None = None) -> list[dict]:
-    """Every kernel row, then the two compile-time rows (same keys: :data:`KEYS`)."""
+def run(smoke: bool = False, repeats: int | None = None,
+        compile_time: bool | None = None) -> list[dict]:
+    """Every kernel row, then the two compile-time rows (same keys: :data:`KEYS`).
+    ``compile_time`` defaults to ``not smoke``: compiling from an empty cache takes
+    seconds, too long for a smoke run."""
     repeats = repeats or (2 if smoke else 5)
-    return time_kernels(smoke, repeats) + compile_times()
+    rows = time_kernels(smoke, repeats)
+    if compile_time if compile_time is not None else not smoke:
+        rows += compile_times()
+    return rows
 
 
 def markdown(rows: list[dict]) -> str:
@@ -246,8 +252,11 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a quick check)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--no-compile-time", action="store_true",
+                        help="skip the compile-time rows (two fresh processes)")
     args = parser.parse_args(argv)
-    rows = run(smoke=args.smoke, repeats=2 if args.smoke else args.repeats)
+    rows = run(smoke=args.smoke, repeats=2 if args.smoke else args.repeats,
+               compile_time=not args.no_compile_time)
     print(markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
