@@ -17,8 +17,9 @@ holds what would otherwise be copied into each of them::
     print_report("test", {"accuracy": 0.98})
 
 Flags of :func:`make_parser`: ``--epochs``, ``--lr``, ``--batch-size``, ``--seed``,
-``--device`` (cpu | cuda), ``--out`` (default ``runs/<example name>``) and ``--smoke`` (tiny
-sizes, for tests). Each example adds its own flags to the parser it gets back.
+``--device`` (cpu | cuda), ``--out`` (default ``runs/<example name>``), ``--threads`` (BLAS
+threads, default 1) and ``--smoke`` (tiny sizes and one epoch, for tests). Each example
+adds its own flags to the parser it gets back.
 """
 
 from __future__ import annotations
@@ -56,22 +57,44 @@ def make_parser(name: str, description: str | None = None, *, epochs: int = 10,
     parser.add_argument("--out", type=Path, default=Path("runs") / name,
                         help=f"output directory for the plot, checkpoint and metrics "
                              f"(default runs/{name})")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads (default 1; see setup)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny data and model, one epoch: checks that everything runs")
     return parser
 
 
 def setup(args: argparse.Namespace) -> argparse.Namespace:
-    """Seed the engine, check the device and create ``args.out``; returns ``args``."""
+    """Seed the engine, check the device, limit BLAS threads, create ``args.out``.
+
+    The examples multiply small matrices (an LSTM step is (64, 64) @ (64, 256)); there
+    OpenBLAS's extra threads cost more than they save, and on a machine whose cores are
+    busy with other work their spin-waiting made the LSTM example 100× slower. So BLAS
+    gets ``--threads`` threads (default 1), set through threadpoolctl (installed with
+    scikit-learn); without it, set ``OPENBLAS_NUM_THREADS`` yourself.
+    """
     if args.device == "cuda" and not engine.cuda_is_available():
         sys.exit("--device cuda: no GPU is usable here (CuPy missing or no NVIDIA device); "
                  "install xpgrad[gpu] or use --device cpu")
+    _limit_blas_threads(args.threads)
     if args.smoke:
         args.epochs = 1
     engine.manual_seed(args.seed)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     return args
+
+
+_blas_limits = None
+
+
+def _limit_blas_threads(threads: int) -> None:
+    global _blas_limits
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    _blas_limits = threadpool_limits(limits=threads, user_api="blas")
 
 
 def progress(iterable, desc: str, **kwargs):
