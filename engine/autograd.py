@@ -162,6 +162,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
             capture[t if t._node is None else (t._node, t._index)] = None
     roots_nodes = []
     leaf_grads = {}
+    shared = set()       # ids of gradient arrays held outside this pass (see below)
     for t, g in zip(roots, root_grads):
         if not t.requires_grad:
             raise RuntimeError(
@@ -170,6 +171,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
                 "require grad?)"
             )
         g = _as_root_grad(t, g, create_graph)
+        shared.add(id(g.data if isinstance(g, Tensor) else g))   # the caller holds it
         if t._node is None:       # the root is a leaf itself
             if capture is None:
                 leaf_grads[t] = _accumulate(leaf_grads.get(t), g)
@@ -183,11 +185,12 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
     previous = _GradMode.enabled
     _GradMode.enabled = create_graph        # record only when a graph of grads is wanted
     try:
-        _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph)
+        _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph,
+              shared)
     finally:
         _GradMode.enabled = previous
     for leaf, g in leaf_grads.items():
-        _accumulate_leaf(leaf, g, create_graph)
+        _accumulate_leaf(leaf, g, create_graph, shared)
     if capture is None:
         return None
     result = []
@@ -199,7 +202,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
     return result
 
 
-def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph):
+def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph,
+          shared):
     """Run every node once all its consumers have contributed their gradients."""
     deps = _walk_order(roots_nodes)
     ready = deque(n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0)
@@ -225,6 +229,7 @@ def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_gra
                         g = grads[i]
                         t.grad = g if isinstance(g, Tensor) and create_graph else (
                             Tensor._make(g.data if isinstance(g, Tensor) else g, None, 0))
+                        shared.add(id(t.grad.data))
             if create_graph or node.saved is _RELEASED:
                 gxs = _run_node(node, grads, create_graph)
             else:                                    # first order: raw arrays, inline
@@ -280,12 +285,24 @@ def _meta_array(node):
     return np.empty(0)
 
 
-def _accumulate_leaf(leaf: Tensor, g, create_graph: bool) -> None:
-    """``leaf.grad += g``, out of place; the stored array is never shared with another."""
+def _accumulate_leaf(leaf: Tensor, g, create_graph: bool, shared: set) -> None:
+    """``leaf.grad += g``, out of place, so that no two leaves share one gradient array.
+
+    A gradient the backward pass created for this leaf alone is kept as it is; one that
+    may be seen elsewhere (a view, a read-only broadcast, the caller's own seed gradient,
+    or an array already given to another leaf, as ``a + b`` gives ``gy`` to both) is
+    copied first. Copying every gradient would add a full pass over memory per step.
+    """
     if isinstance(g, Tensor) and not create_graph:
         g = g.data
     if leaf.grad is None:
-        leaf.grad = g if isinstance(g, Tensor) else Tensor._make(g.copy(), None, 0)
+        if isinstance(g, Tensor):
+            leaf.grad = g
+            return
+        if g.base is not None or not g.flags.writeable or id(g) in shared:
+            g = g.copy()
+        shared.add(id(g))
+        leaf.grad = Tensor._make(g, None, 0)
     elif isinstance(g, Tensor) or leaf.grad.requires_grad:
         leaf.grad = leaf.grad + g       # a graph of the gradient is being built
     else:

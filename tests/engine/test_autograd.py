@@ -489,3 +489,39 @@ def test_second_order_on_zero_dim_tensors(f):
     """NumPy returns scalars for 0-d results; saved outputs must stay tied to the graph."""
     x = Tensor(np.array(0.7), requires_grad=True)
     assert engine.gradgradcheck(f, [x])
+
+
+def test_leaf_gradients_never_alias_each_other_or_the_seed():
+    a, b = t64(3), t64(3, seed=1)
+    seed = np.ones(3)
+    (a + b).backward(seed)
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    assert not np.shares_memory(a.grad.data, seed)
+    c = t64(2, 3, seed=2)
+    c.sum().backward()                    # the broadcast gradient is a read-only view
+    assert c.grad.data.flags.writeable and c.grad.data.base is None
+    c.grad.data[0, 0] = 5.0               # users may edit .grad in place
+    x = t64(3)
+    y = x * 1.0
+    y.retain_grad()
+    (y + 0.0).sum().backward()
+    assert not np.shares_memory(x.grad.data, y.grad.data)
+
+
+def test_fresh_leaf_gradient_is_not_copied():
+    """A gradient made for one leaf alone is stored as is (no extra pass over memory)."""
+    captured = {}
+
+    class Scale(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, gy):
+            captured["g"] = gy * 2.0
+            return captured["g"]
+
+    x = t64(4)
+    Scale.apply(x).sum().backward()
+    assert x.grad.data is captured["g"]
