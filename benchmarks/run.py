@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
-from benchmarks import workloads
+# Before any OpenMP runtime loads (PyTorch's or Numba's): idle worker threads sleep instead
+# of spinning, which on a shared 2-core machine otherwise slows both frameworks many-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from benchmarks import workloads  # noqa: E402
 
 
 def time_step(step, sync, warmup: int, repeats: int) -> tuple[float, float]:
@@ -106,28 +111,11 @@ def training_ratios(rows) -> list[dict]:
 
 def size_sweep(env, widths, warmup, repeats) -> list[dict]:
     """W1-shaped MLP steps of growing width on each device: where does the GPU win?"""
-    import engine
-    import losses
-    import nn
-    import optim
-
     rows = []
     for width in widths:
         for device in xpgrad_devices(env):
-            engine.manual_seed(0)
-            model = nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width),
-                                  nn.ReLU(), nn.Linear(width, 10)).to(device)
-            opt = optim.Adam(model.parameters())
-            x = engine.randn(128, 784, device=device)
-            y = engine.randint(0, 10, (128,), device=device)
-
-            def step():
-                opt.zero_grad()
-                losses.cross_entropy(model(x), y).backward()
-                opt.step()
-
-            median, spread = time_step(step, lambda: engine.synchronize(device), warmup,
-                                       repeats)
+            step, sync = workloads.mlp_step(width, device)
+            median, spread = time_step(step, sync, warmup, repeats)
             rows.append({"width": width, "device": device, "ms": median,
                          "spread_ms": spread})
     return rows

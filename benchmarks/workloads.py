@@ -125,6 +125,28 @@ def xpgrad_step(name: str, device: str = "cpu", scale: float = 1.0):
     return step, sync
 
 
+def mlp_step(width: int, device: str = "cpu"):
+    """(step, sync) of an MLP 784-width-width-10 on a batch of 128 (the size sweep)."""
+    import engine
+    import losses
+    import nn
+    import optim
+
+    engine.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width),
+                          nn.ReLU(), nn.Linear(width, 10)).to(device)
+    opt = optim.Adam(model.parameters())
+    x = engine.randn(128, 784, device=device)
+    y = engine.randint(0, 10, (128,), device=device)
+
+    def step():
+        opt.zero_grad()
+        losses.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step, lambda: engine.synchronize(device)
+
+
 # ----------------------------------------------------------------------------- PyTorch
 def torch_model(name: str, scale: float):
     import torch
