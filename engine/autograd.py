@@ -299,7 +299,8 @@ def _accumulate_leaf(leaf: Tensor, g, create_graph: bool, shared: set) -> None:
         if isinstance(g, Tensor):
             leaf.grad = g
             return
-        if g.base is not None or not g.flags.writeable or id(g) in shared:
+        # CuPy's flags have no ``writeable`` (its arrays are never read-only)
+        if g.base is not None or not getattr(g.flags, "writeable", True) or id(g) in shared:
             g = g.copy()
         shared.add(id(g))
         leaf.grad = Tensor._make(g, None, 0)
