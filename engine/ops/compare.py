@@ -139,6 +139,6 @@ def one_hot(indices, num_classes: int = -1, dtype=None) -> Tensor:
             f"one_hot: indices must lie in [0, {num_classes}), got range "
             f"[{int(idx.min())}, {int(idx.max())}]"
         )
-    out = xp.zeros(idx.shape + (num_classes,), dtype=dtype or xp.int64)
-    xp.put_along_axis(out, idx[..., None], 1, axis=-1)
+    # out[..., c] = (idx == c); put_along_axis would need CuPy 14
+    out = (idx[..., None] == xp.arange(num_classes)).astype(dtype or xp.int64)
     return Tensor._make(out, None, 0)
