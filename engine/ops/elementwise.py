@@ -136,7 +136,7 @@ class Pow(Function):
             if isinstance(a, (int, float)):
                 gb = gy * y * (math.log(a) if a > 0 else (0.0 if a == 0 else math.nan))
             else:
-                gb = xp.where((a == 0) & (b >= 0), 0.0, gy * y * xp.log(a))
+                gb = xp.where(xp.logical_and(a == 0, b >= 0), 0.0, gy * y * xp.log(a))
             gb = sum_to(gb, shape_of(b))
         return ga, gb
 
