@@ -269,6 +269,21 @@ class Tensor:
     def __ge__(self, other):
         return greater_equal(self, other)
 
+    def __and__(self, other):
+        return logical_and(self, other)
+
+    def __rand__(self, other):
+        return logical_and(other, self)
+
+    def __or__(self, other):
+        return logical_or(self, other)
+
+    def __ror__(self, other):
+        return logical_or(other, self)
+
+    def __invert__(self):
+        return logical_not(self)
+
     def __getitem__(self, index):
         return getitem(self, index)
 
@@ -409,7 +424,8 @@ from engine.ops.elementwise import (  # noqa: E402
     Add, Mul, Sub, abs, clip, div, exp, log, neg, pow, relu, sigmoid, sqrt, tanh,
 )
 from engine.ops.compare import (  # noqa: E402
-    equal, greater, greater_equal, less, less_equal, not_equal,
+    equal, greater, greater_equal, less, less_equal, logical_and, logical_not, logical_or,
+    not_equal,
 )
 from engine.ops.reduce import (  # noqa: E402
     argmax, argmin, logsumexp, max, mean, min, sum, var,

@@ -525,3 +525,13 @@ def test_fresh_leaf_gradient_is_not_copied():
     x = t64(4)
     Scale.apply(x).sum().backward()
     assert x.grad.data is captured["g"]
+
+
+def test_boolean_operators_on_mask_tensors():
+    a = Tensor([True, True, False])
+    b = Tensor([True, False, False])
+    np.testing.assert_array_equal((a & b).data, [True, False, False])
+    np.testing.assert_array_equal((a | b).data, [True, True, False])
+    np.testing.assert_array_equal((~a).data, [False, False, True])
+    x = Tensor([1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(((x > 0) & (x < 2)).data, [True, False, False])
