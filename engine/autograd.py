@@ -213,8 +213,9 @@ def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_gra
         if grads is not None and len(grads) > 1:
             if all(g is None for g in grads):
                 grads = None
-            else:      # outputs nobody used get zero gradients
-                xp = backend.array_module(_meta_array(node))
+            else:      # outputs nobody used get zero gradients, on the others' device
+                some = next(g for g in grads if g is not None)
+                xp = backend.array_module(some.data if isinstance(some, Tensor) else some)
                 grads = [g if g is not None else xp.zeros(shape, dtype=dtype)
                          for g, (shape, dtype) in zip(grads, node.out_meta)]
         if grads is not None:
@@ -271,18 +272,6 @@ def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_gra
             deps[target] = remaining
             if remaining == 0:
                 ready.append(target)
-
-
-def _meta_array(node):
-    """Any array of the node's device (to pick the array module for zero gradients)."""
-    for ref in node.outputs:
-        t = ref()
-        if t is not None:
-            return t.data
-    for edge in node.edges:
-        if edge is not None and isinstance(edge[0], Tensor):
-            return edge[0].data
-    return np.empty(0)
 
 
 def _accumulate_leaf(leaf: Tensor, g, create_graph: bool, shared: set) -> None:
