@@ -38,7 +38,7 @@ def _encode(obj, path, arrays):
         is_tensor = isinstance(obj, Tensor)
         data = backend.to_numpy(obj.data if is_tensor else obj)
         key = path or "_"
-        arrays[key] = np.ascontiguousarray(data)
+        arrays[key] = np.ascontiguousarray(data).reshape(data.shape)   # 0-d stays 0-d
         return {"t": "tensor" if is_tensor else "array", "key": key,
                 "crc": zlib.crc32(arrays[key].tobytes())}
     if isinstance(obj, dict):
