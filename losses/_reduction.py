@@ -55,7 +55,7 @@ def weight_array(weight, like: Tensor, op: str, name: str = "weight"):
         return None
     w = weight.data if isinstance(weight, Tensor) else weight
     if not (isinstance(w, np.ndarray) or backend.is_cuda_array(w)):
-        w = np.asarray(w)
+        w = backend.module_for(like.device).asarray(w)
     if backend.device_of(w) != like.device:
         raise RuntimeError(f"{op}: {name} is on {backend.device_of(w)} but the input is on "
                            f"{like.device}")

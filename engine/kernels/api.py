@@ -88,7 +88,7 @@ def cross_entropy(logits, target, ignore_index: int = -100, label_smoothing: flo
     _check_float(op, "logits", x)
     t = _data(target)
     if not (isinstance(t, np.ndarray) or backend.is_cuda_array(t)):
-        t = np.asarray(t)
+        t = backend.array_module(x.data).asarray(t)      # a list: on the logits' device
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got {t.dtype} of "
                         f"shape {tuple(t.shape)}")
@@ -167,7 +167,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -
 def _mask_array(op: str, name: str, mask, q):
     m = _data(mask)
     if not (isinstance(m, np.ndarray) or backend.is_cuda_array(m)):
-        m = np.asarray(m)
+        m = backend.array_module(q).asarray(m)           # a list: on the input's device
     return _same_device(op, q, name, m)
 
 
