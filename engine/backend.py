@@ -149,14 +149,20 @@ def add_at(target, index, values) -> None:
 
 
 def nccl_unique_id():
-    """A fresh NCCL unique id (rank 0 makes it; the others receive it over MPI)."""
-    from cupy.cuda import nccl
+    """A fresh NCCL unique id (rank 0 makes it; the others receive it over MPI), or None
+    when CuPy has no NCCL (then every rank reduces through host buffers)."""
+    try:
+        from cupy.cuda import nccl
 
-    return nccl.get_unique_id()
+        return nccl.get_unique_id()
+    except Exception:  # ImportError without the NCCL library, or a failing runtime
+        return None
 
 
 def nccl_communicator(world_size: int, unique_id, rank: int):
     """An NCCL communicator over CuPy's bindings, or None when NCCL is unavailable."""
+    if unique_id is None:
+        return None
     try:
         from cupy.cuda import nccl
 
