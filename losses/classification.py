@@ -165,8 +165,8 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100,
     _check_float(op, x)
     axis = _class_axis(op, x)
     c = x.shape[axis]
-    w = _class_weight(op, weight, x, c)
     t = target_array(target, x, op)
+    w = _class_weight(op, weight, x, c)
     if t.dtype.kind == "f":
         if tuple(t.shape) != tuple(x.shape):
             raise ValueError(f"{op}: class-probability targets must have the input's shape "
