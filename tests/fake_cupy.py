@@ -516,6 +516,69 @@ def install(monkeypatch):
     return modules["cupy"]
 
 
+def simulate_kernels(monkeypatch) -> list:
+    """Launch the Numba CUDA kernels of ``engine.kernels.cuda`` on fake arrays under Numba's
+    CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` before ``numba.cuda`` is first imported):
+    the kernels run on the fake arrays' host memory. A NumPy array among the arguments
+    raises (on a GPU Numba would copy it to the device and back on every launch). Returns
+    the list the launched kernels are appended to."""
+    from engine.kernels import cuda as cuda_kernels
+
+    if not cuda_kernels.SIMULATOR:
+        raise RuntimeError("simulate_kernels needs NUMBA_ENABLE_CUDASIM=1 before numba.cuda "
+                           "is imported")
+    launch = cuda_kernels._launch
+    launched = []
+
+    def device_launch(kernel, grid, threads, *args):
+        for a in args:
+            if isinstance(a, np.ndarray):
+                raise TypeError(f"host array {a.shape} {a.dtype} in a device launch")
+        launched.append(kernel)
+        launch(kernel, grid, threads, *[a._a if is_fake(a) else a for a in args])
+
+    monkeypatch.setattr(cuda_kernels, "_launch", device_launch)
+    return launched
+
+
 def is_fake(x) -> bool:
     """True for a fake device array."""
     return type(x) is ndarray
+
+
+# ----------------------------------------------------------------------------- pytest plugin
+# ``PYTHONPATH=tests python -m pytest -p fake_cupy tests/...`` runs the suite's GPU cases
+# (the ``cuda`` value of the ``device`` fixture, and tests marked ``gpu``) on the fake, with
+# the fused kernels on their reference formulas; with ``NUMBA_ENABLE_CUDASIM=1`` as well,
+# the fused kernels stay on and run in the simulator (slow: keep to a few files).
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+_GPU_SKIP = "needs CuPy and an NVIDIA GPU"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.own_markers = [m for m in item.own_markers
+                            if not (m.name == "skip" and m.kwargs.get("reason") == _GPU_SKIP)]
+
+
+@pytest.fixture(autouse=True)
+def _fake_cuda_for_gpu_cases(request, monkeypatch):
+    callspec = getattr(request.node, "callspec", None)
+    wants = (callspec is not None and callspec.params.get("device") == "cuda") or \
+        request.node.get_closest_marker("gpu") is not None
+    if not wants:
+        yield
+        return
+    import engine
+
+    install(monkeypatch)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        simulate_kernels(monkeypatch)
+        yield
+        return
+    with engine.use_fused(False):
+        yield
