@@ -19,7 +19,8 @@ device code get mixed up, and a little stricter where xpgrad's own rules are:
   ``numpy.<ufunc>(x)`` works, as in CuPy;
 - the fake module holds only functions CuPy 13 (the oldest version xpgrad supports) has,
   and records in ``NAMES_USED`` every name the code asked it for;
-- ``ufunc.at`` and friends are absent: scatter through ``cupyx.scatter_add``.
+- its ufuncs are only called (no ``.at``, ``.reduce``...): xpgrad scatters through
+  ``cupyx.scatter_add``, which takes only the dtypes of CuPy's atomic adds.
 
 Only device 0 exists; ``cuda.Device(1)`` raises as an invalid ordinal would.
 """
@@ -448,10 +449,17 @@ def _norm(x, ord=None, axis=None, keepdims=False):
                  "cupy.linalg.norm")
 
 
+_ATOMIC_ADD_DTYPES = tuple(np.dtype(t) for t in (np.int32, np.float16, np.float32, np.float64,
+                                                   np.uint32, np.uint64))
+
+
 def _scatter_add(a, slices, value):
     """``cupyx.scatter_add``: unbuffered ``a[slices] += value``."""
     if type(a) is not ndarray:
         raise TypeError(f"cupyx.scatter_add: expected a cupy.ndarray, got {type(a)}")
+    if a.dtype not in _ATOMIC_ADD_DTYPES:     # CuPy's atomicAdd kernels
+        raise TypeError("cupy.add.at only supports int32, float16, float32, float64, uint32, "
+                        "uint64, as data type")
     value = _unwrap(value, "cupyx.scatter_add")
     np.add.at(a._a, _index(slices), value)
 
