@@ -934,6 +934,13 @@ class _TwoRanks:
     def allreduce(self, value, op=None):
         return value * 4
 
+    def allgather(self, obj):
+        return [obj, obj]
+
+    def Bcast(self, buf, root=0):
+        assert isinstance(buf, np.ndarray) and buf.flags.c_contiguous, "MPI gets host buffers"
+        buf += buf.dtype.type(1)                        # root's values differ from ours
+
 
 def _reduced_grads(device, monkeypatch, reduce=True, **kwargs):
     from types import SimpleNamespace
@@ -989,3 +996,16 @@ def test_splits_of_device_data_stay_on_the_device(cuda):
         for batch in loader:
             for t in leaves(batch):
                 on_gpu(t)
+
+
+def test_broadcast_parameters_keeps_them_on_the_device(cuda, monkeypatch):
+    from engine import distributed as dist
+
+    monkeypatch.setattr(dist._World, "comm", _TwoRanks())
+    engine.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).to("cuda")
+    before = [t.numpy() for t in model.state_dict().values()]
+    dist.broadcast_parameters(model)
+    for t, b in zip(model.state_dict().values(), before):
+        on_gpu(t)
+        np.testing.assert_array_equal(t.numpy(), b + 1)
