@@ -212,16 +212,29 @@ def _chain(n):
 
 
 def test_long_chain_has_no_recursion_error_and_scales_linearly():
+    """Build and back-propagate 20,000 and 100,000 adds; 5x the ops should cost about 5x.
+
+    The cycle collector is paused so that its sweeps over whatever the rest of the test
+    session keeps alive do not land in one measurement; the best of two runs is taken.
+    """
     times = {}
-    for n in (20_000, 100_000):
-        start = time.perf_counter()
-        x, y = _chain(n)
-        y.backward()
-        times[n] = time.perf_counter() - start
-        assert x.grad.data[0] == 1.0
-        del x, y
-    # 5x the ops should cost about 5x; allow generous noise but exclude quadratic growth
-    assert times[100_000] < 15 * times[20_000]
+    gc.collect()
+    gc.disable()
+    try:
+        for n in (20_000, 100_000):
+            best = float("inf")
+            for _ in range(2):
+                start = time.perf_counter()
+                x, y = _chain(n)
+                y.backward()
+                best = min(best, time.perf_counter() - start)
+                assert x.grad.data[0] == 1.0
+                del x, y
+            times[n] = best
+    finally:
+        gc.enable()
+    ratio = times[100_000] / times[20_000]
+    assert ratio < 12, f"not linear: {times}"
 
 
 def test_graph_is_freed_without_the_cycle_collector():
