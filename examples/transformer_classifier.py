@@ -3,22 +3,27 @@ the LSTM ("Attention Is All You Need"; the articles' Keras Transformer block).
 
     texts ─ Tokenizer(num_words ≤ 10,000) ─ pad_sequences(maxlen=100)
           → Embedding(vocab, d) + PE (sinusoidal positional encoding)
-          → TransformerEncoderLayer × layers, each:
-                x ← LayerNorm(x + MultiheadAttention(x, x, x))     softmax(QKᵀ/√d_k) V per head
-                x ← LayerNorm(x + W₂ ReLU(W₁ x + b₁) + b₂)         the feed-forward block
-          → mean over the real (non-padding) words → Linear(d, classes) → softmax (F7)
-    cross-entropy (F5), Adam (F11), batch 64
+          → TransformerEncoderLayer × layers, each (pre-norm, norm_first=True):
+                x ← x + MultiheadAttention(LN(x))    softmax(QKᵀ/√d_k + mask) V per head
+                x ← x + W₂ ReLU(W₁ LN(x) + b₁) + b₂  the feed-forward block
+          → LayerNorm → mean over the real (non-padding) words → Linear(d, classes)
+          → softmax (F7);  cross-entropy (F5), Adam (F11) with lr 3e-3, batch 64
 
 Attention sees all words at once and in no order; the positional encoding added to the
 embeddings is what lets it tell "not good but great" from "great but not good". Padding
 positions are masked out of the attention (``src_key_padding_mask``) and of the mean.
+
+Unlike the LSTM, the encoder stays at chance for a few epochs before it finds the rule,
+then learns it within two or three. The pre-norm layout (a layer norm before each block,
+not after the residual sum as in the original paper) and a learning rate of 3e-3
+shorten that plateau: with post-norm and 1e-3 it lasted about ten epochs.
 
 The data and its split are those of lstm_text_classifier.py: ``--csv PATH`` (with
 ``--text-column`` / ``--label-column``) or, by default, the generated negation sentiment
 task that a bag of words cannot solve. The test report gives accuracy, precision, recall,
 F1 and the confusion matrix (F14).
 
-    python examples/transformer_classifier.py [--epochs 10] [--csv reviews.csv]
+    python examples/transformer_classifier.py [--epochs 12] [--csv reviews.csv]
 """
 
 from __future__ import annotations
@@ -41,15 +46,15 @@ class TransformerClassifier(nn.Module):
     """Word indices (B, T), 0 = padding → embeddings + positions → encoder → mean → logits."""
 
     def __init__(self, vocab_size: int, num_classes: int, d_model: int = 64, nhead: int = 4,
-                 num_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.1,
+                 num_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.0,
                  max_len: int = 100):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
         self.position = nn.PositionalEncoding(d_model, max_len=max_len, dropout=dropout,
                                               batch_first=True)
         layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout,
-                                           batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers)
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model))
         self.fc = nn.Linear(d_model, num_classes)
 
     def forward(self, ids):
@@ -78,7 +83,7 @@ def evaluate(model, loader) -> tuple[float, np.ndarray, np.ndarray]:
 
 
 def main(argv=None) -> dict:
-    parser = make_parser("transformer_classifier", __doc__, epochs=10, lr=1e-3,
+    parser = make_parser("transformer_classifier", __doc__, epochs=12, lr=3e-3,
                          batch_size=64)
     parser.add_argument("--csv", help="a CSV file with a header row; default: generated data")
     parser.add_argument("--text-column", default="text", help="column of the texts")
@@ -93,7 +98,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     parser.add_argument("--layers", type=int, default=2, help="encoder layers (default 2)")
     parser.add_argument("--ff", type=int, default=128, help="feed-forward width (default 128)")
-    parser.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout (default 0; try 0.1 on a small data set that overfits)")
     args = setup(parser.parse_args(argv))
     if args.smoke:
         args.samples, args.maxlen = 200, 20
