@@ -151,8 +151,13 @@ class History:
     def last(self, key: str) -> float:
         return self.values[key][-1]
 
-    def plot(self, filename: str = "curves.png", title: str | None = None) -> Path:
-        """One panel per quantity, training and validation curves against the epoch."""
+    def plot(self, filename: str = "curves.png", title: str | None = None,
+             log_scale: tuple[str, ...] = (), references: dict | None = None) -> Path:
+        """One panel per quantity, training and validation curves against the epoch.
+
+        ``log_scale``: quantities drawn on a logarithmic axis. ``references``: horizontal
+        lines, ``{quantity: (label, value)}``, e.g. a baseline's accuracy.
+        """
         import matplotlib
 
         matplotlib.use("Agg")            # files only, no window: works on servers and in CI
@@ -166,11 +171,17 @@ class History:
                 quantities.append(q)
         fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.5),
                                  squeeze=False)
+        marker = "o" if len(self.epochs) <= 50 else None
         for ax, q in zip(axes[0], quantities):
             for key in (f"train_{q}", f"val_{q}", q):
                 if key in self.values:
-                    ax.plot(self.epochs, self.values[key], marker="o", markersize=3,
+                    ax.plot(self.epochs, self.values[key], marker=marker, markersize=3,
                             label=key.split("_", 1)[0] if key != q else q)
+            if references and q in references:
+                label, value = references[q]
+                ax.axhline(value, color="gray", linestyle="--", label=label)
+            if q in log_scale:
+                ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(q)

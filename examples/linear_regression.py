@@ -182,12 +182,14 @@ def main(argv=None) -> dict:
         history.log(epoch, echo=epoch <= 3 or epoch % print_every == 0, J=J_train,
                     train_mse=train_mse, val_mse=val_mse,
                     theta0=model.theta0.item(), theta1=model.theta1.item())
-    history.plot(title="y = θ0 + θ1·x by gradient descent")
     save_checkpoint(args.out / "checkpoint.safetensors", model, epoch=args.epochs)
 
     # ---- the closed form: θ = argmin ‖Aθ - y‖², A = [1 x] (normal equations, float64)
     A = np.stack([np.ones_like(x_train), x_train], axis=1).astype(np.float64)
     closed = np.linalg.lstsq(A, y_train.astype(np.float64), rcond=None)[0]
+    history.plot(title="y = θ0 + θ1·x by gradient descent", log_scale=("J", "mse"),
+                 references={"theta0": ("closed form", closed[0]),
+                             "theta1": ("closed form", closed[1])})
     gd = np.array([model.theta0.item(), model.theta1.item()])
     closed_test_mse = float(np.mean((y_test - (closed[0] + closed[1] * x_test)) ** 2))
     with engine.no_grad():

@@ -171,7 +171,8 @@ def main(argv=None) -> dict:
         val_loss, val_pred, val_true = evaluate(model, val_loader)
         history.log(epoch, train_loss=total / seen, val_loss=val_loss,
                     train_acc=correct / seen, val_acc=metrics.accuracy(val_true, val_pred))
-    history.plot(title="LSTM text classifier")
+    history.plot(title="LSTM text classifier",
+                 references={"acc": ("bag of words (test)", baseline_acc)})
     save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer, epoch=args.epochs,
                     classes=class_names)
     tokenizer.save(args.out / "tokenizer.json")
