@@ -58,7 +58,8 @@ def make_parser(name: str, description: str | None = None, *, epochs: int = 10,
                         help=f"output directory for the plot, checkpoint and metrics "
                              f"(default runs/{name})")
     parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS threads (default 1; see setup)")
+                        help="BLAS threads (default 1: these matrices are small, and extra "
+                             "threads spin-wait on a busy machine)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny data and model, one epoch: checks that everything runs")
     return parser
