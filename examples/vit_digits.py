@@ -12,7 +12,7 @@ the [CLS] token at the end::
 
 trained with the cross-entropy (F5) and AdamW, the learning rate warmed up linearly and
 then decayed on a cosine (F12). A Transformer has no built-in notion of "nearby pixels":
-the position embeddings are all it knows of the layout, and it learns them from 1,150
+the position embeddings are all it knows of the layout, and it learns them from 1,149
 training images. Split as mlp_digits.py: 64% training, 16% validation, 20% test,
 stratified by class.
 
