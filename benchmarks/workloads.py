@@ -52,11 +52,10 @@ def data(name: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
     return x, labels
 
 
-# ----------------------------------------------------------------------------- xpgrad
-def xpgrad_model(name: str, scale: float):
-    import engine
-    import nn
-
+# ----------------------------------------------------------------------------- models
+def build_model(nn, arange, name: str, scale: float):
+    """A workload's model from either framework: ``nn`` is ``nn`` or ``torch.nn`` and
+    ``arange`` is ``engine.arange`` or ``torch.arange``; the two share every name used."""
     z = sizes(name, scale)
     if name == "W1":
         return nn.Sequential(nn.Linear(z["inp"], z["hidden"]), nn.ReLU(),
@@ -83,11 +82,11 @@ def xpgrad_model(name: str, scale: float):
                 self.positions = nn.Embedding(z["seq"], z["d"])
                 layer = nn.TransformerEncoderLayer(z["d"], z["heads"], z["ff"],
                                                    batch_first=True, norm_first=True)
-                self.encoder = nn.TransformerEncoder(layer, 2)
+                self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
                 self.head = nn.Linear(z["d"], z["classes"])
 
             def forward(self, tokens):
-                pos = engine.arange(tokens.shape[1], device=tokens.device)
+                pos = arange(tokens.shape[1], device=tokens.device)
                 h = self.encoder(self.embedding(tokens) + self.positions(pos))
                 return self.head(h.mean(axis=1))
 
@@ -98,6 +97,13 @@ def xpgrad_model(name: str, scale: float):
         nn.Conv2d(z["c1"], z["c2"], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(flat, z["hidden"]), nn.ReLU(),
         nn.Linear(z["hidden"], z["classes"]))
+
+
+def xpgrad_model(name: str, scale: float):
+    import engine
+    import nn
+
+    return build_model(nn, engine.arange, name, scale)
 
 
 def xpgrad_step(name: str, device: str = "cpu", scale: float = 1.0):
@@ -150,49 +156,8 @@ def mlp_step(width: int, device: str = "cpu"):
 # ----------------------------------------------------------------------------- PyTorch
 def torch_model(name: str, scale: float):
     import torch
-    from torch import nn
 
-    z = sizes(name, scale)
-    if name == "W1":
-        return nn.Sequential(nn.Linear(z["inp"], z["hidden"]), nn.ReLU(),
-                             nn.Linear(z["hidden"], z["hidden"]), nn.ReLU(),
-                             nn.Linear(z["hidden"], z["classes"]))
-    if name == "W2":
-        class LSTMClassifier(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.embedding = nn.Embedding(z["vocab"], z["emb"])
-                self.lstm = nn.LSTM(z["emb"], z["hidden"], batch_first=True)
-                self.head = nn.Linear(z["hidden"], z["classes"])
-
-            def forward(self, tokens):
-                _, (h, _) = self.lstm(self.embedding(tokens))
-                return self.head(h[-1])
-
-        return LSTMClassifier()
-    if name == "W3":
-        class TransformerClassifier(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.embedding = nn.Embedding(z["vocab"], z["d"])
-                self.positions = nn.Embedding(z["seq"], z["d"])
-                layer = nn.TransformerEncoderLayer(z["d"], z["heads"], z["ff"],
-                                                   batch_first=True, norm_first=True)
-                self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-                self.head = nn.Linear(z["d"], z["classes"])
-
-            def forward(self, tokens):
-                pos = torch.arange(tokens.shape[1], device=tokens.device)
-                h = self.encoder(self.embedding(tokens) + self.positions(pos))
-                return self.head(h.mean(dim=1))
-
-        return TransformerClassifier()
-    flat = z["c2"] * (z["size"] // 4) ** 2
-    return nn.Sequential(
-        nn.Conv2d(3, z["c1"], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(z["c1"], z["c2"], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(flat, z["hidden"]), nn.ReLU(),
-        nn.Linear(z["hidden"], z["classes"]))
+    return build_model(torch.nn, torch.arange, name, scale)
 
 
 def torch_step(name: str, device: str = "cpu", scale: float = 1.0):
