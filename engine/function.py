@@ -133,7 +133,8 @@ class Function:
         self.saved = values
 
     def input_shape(self, i: int) -> tuple:
-        """The shape of input ``i`` (recorded for every input that needs a gradient)."""
+        """The shape of input ``i``, known for every input that needs a gradient: the one
+        shape a backward sums a broadcast gradient back to (``sum_to(g, ctx.input_shape(i))``)."""
         return self.edges[i][2]
 
     @property

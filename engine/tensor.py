@@ -407,21 +407,17 @@ class Tensor:
 
 def astype(x: Tensor, dtype) -> Tensor:
     """Cast (differentiable between floating dtypes)."""
-    from engine.ops.elementwise import Cast
-
     return Cast.apply(x, dtype=np.dtype(dtype))
 
 
 def to_device(x: Tensor, device: str) -> Tensor:
     """Copy to a device (differentiable: the gradient comes back to the source device)."""
-    from engine.ops.shape import ToDevice
-
     return ToDevice.apply(x, device=device)
 
 
 # Operator implementations, bound here once the op modules exist (they import Tensor).
 from engine.ops.elementwise import (  # noqa: E402
-    Add, Mul, Sub, abs, clip, div, exp, log, neg, pow, relu, sigmoid, sqrt, tanh,
+    Add, Cast, Mul, Sub, abs, clip, div, exp, log, neg, pow, relu, sigmoid, sqrt, tanh,
 )
 from engine.ops.compare import (  # noqa: E402
     equal, greater, greater_equal, less, less_equal, logical_and, logical_not, logical_or,
@@ -431,7 +427,7 @@ from engine.ops.reduce import (  # noqa: E402
     argmax, argmin, logsumexp, max, mean, min, sum, var,
 )
 from engine.ops.shape import (  # noqa: E402
-    broadcast_to, flatten, reshape, squeeze, swapaxes, transpose, unsqueeze,
+    ToDevice, broadcast_to, flatten, reshape, squeeze, swapaxes, transpose, unsqueeze,
 )
 from engine.ops.indexing import getitem  # noqa: E402
 from engine.ops.linalg import matmul  # noqa: E402

@@ -98,7 +98,6 @@ class Where(Function):
         if cond.dtype != bool:
             raise TypeError(f"where: condition must be bool, got {cond.dtype}")
         ctx.save_for_backward(cond)
-        ctx.shapes = (shape_of(a), shape_of(b))
         try:
             return ctx.xp.where(cond, a, b)
         except ValueError:
@@ -111,9 +110,9 @@ class Where(Function):
     def backward(ctx, gy):
         (cond,) = ctx.saved_tensors
         xp = ctx.xp
-        sa, sb = ctx.shapes
-        ga = sum_to(xp.where(cond, gy, 0.0), sa) if ctx.needs_input_grad[1] else None
-        gb = sum_to(xp.where(cond, 0.0, gy), sb) if ctx.needs_input_grad[2] else None
+        need_a, need_b = ctx.needs_input_grad[1:]
+        ga = sum_to(xp.where(cond, gy, 0.0), ctx.input_shape(1)) if need_a else None
+        gb = sum_to(xp.where(cond, 0.0, gy), ctx.input_shape(2)) if need_b else None
         return None, ga, gb
 
 

@@ -68,8 +68,8 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, gy):
         a, b = ctx.saved_tensors
-        ga = sum_to(gy * b, shape_of(a)) if ctx.needs_input_grad[0] else None
-        gb = sum_to(gy * a, shape_of(b)) if ctx.needs_input_grad[1] else None
+        ga = sum_to(gy * b, ctx.input_shape(0)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(gy * a, ctx.input_shape(1)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -88,8 +88,8 @@ class Div(Function):
     @staticmethod
     def backward(ctx, gy):
         a, b, y = ctx.saved_tensors
-        ga = sum_to(gy / b, shape_of(a)) if ctx.needs_input_grad[0] else None
-        gb = sum_to(-gy * y / b, shape_of(b)) if ctx.needs_input_grad[1] else None
+        ga = sum_to(gy / b, ctx.input_shape(0)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-gy * y / b, ctx.input_shape(1)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -131,13 +131,13 @@ class Pow(Function):
                 ga = gy * 0.0 if b == 0 else gy * b * a ** (b - 1)
             else:
                 ga = xp.where(b == 0, 0.0, gy * b * a ** (b - 1))
-            ga = sum_to(ga, shape_of(a))
+            ga = sum_to(ga, ctx.input_shape(0))
         if ctx.needs_input_grad[1]:
             if isinstance(a, (int, float)):
                 gb = gy * y * (math.log(a) if a > 0 else (0.0 if a == 0 else math.nan))
             else:
                 gb = xp.where(xp.logical_and(a == 0, b >= 0), 0.0, gy * y * xp.log(a))
-            gb = sum_to(gb, shape_of(b))
+            gb = sum_to(gb, ctx.input_shape(1))
         return ga, gb
 
 
@@ -239,9 +239,11 @@ def _select_grads(ctx, gy, a, b, wins):
     half = gy * 0.5
     ga = gb = None
     if ctx.needs_input_grad[0]:
-        ga = sum_to(xp.where(wins(a, b), gy, xp.where(a == b, half, 0.0)), shape_of(a))
+        ga = sum_to(xp.where(wins(a, b), gy, xp.where(a == b, half, 0.0)),
+                    ctx.input_shape(0))
     if ctx.needs_input_grad[1]:
-        gb = sum_to(xp.where(wins(b, a), gy, xp.where(a == b, half, 0.0)), shape_of(b))
+        gb = sum_to(xp.where(wins(b, a), gy, xp.where(a == b, half, 0.0)),
+                    ctx.input_shape(1))
     return ga, gb
 
 
