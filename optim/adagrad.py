@@ -43,18 +43,13 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             lr, decay = float(group["lr"]), float(group["lr_decay"])
             wd, eps = float(group["weight_decay"]), float(group["eps"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p, g in self._gradients(group):
                 state = self.state[p]
                 if not state:                   # a group added after construction
                     state["step"] = 0
                     state["sum"] = self._zeros_like(
                         p, float(group["initial_accumulator_value"]))
                 state["step"] += 1
-                g = p.grad.data
-                if group["maximize"]:
-                    g = -g
                 if wd != 0:
                     g = g + wd * p.data
                 lr_t = lr / (1 + (state["step"] - 1) * decay)

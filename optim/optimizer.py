@@ -165,6 +165,16 @@ class Optimizer(abc.ABC):
         with enable_grad():
             return closure()
 
+    @staticmethod
+    def _gradients(group):
+        """(p, g) for each parameter of ``group`` that has a gradient; g is the raw array,
+        negated when the group maximizes."""
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = p.grad.data
+            yield p, (-g if group["maximize"] else g)
+
     def _zeros_like(self, p: Tensor, fill: float = 0.0) -> Tensor:
         """A state buffer on ``p``'s device with ``p``'s dtype and shape."""
         xp = backend.array_module(p.data)

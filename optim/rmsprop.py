@@ -37,13 +37,8 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
             wd, mu = float(group["weight_decay"]), float(group["momentum"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p, g in self._gradients(group):
                 xp = backend.array_module(p.data)
-                g = p.grad.data
-                if group["maximize"]:
-                    g = -g
                 state = self.state[p]
                 if not state:
                     state["step"] = 0

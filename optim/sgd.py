@@ -41,12 +41,7 @@ class SGD(Optimizer):
         for group in self.param_groups:
             lr, mu = float(group["lr"]), float(group["momentum"])
             tau, wd = float(group["dampening"]), float(group["weight_decay"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.data
-                if group["maximize"]:
-                    g = -g
+            for p, g in self._gradients(group):
                 if wd != 0:
                     g = g + wd * p.data
                 if mu != 0:
