@@ -4,6 +4,8 @@ through the fused path, dtypes, masks, dropout, errors, and the vectorized exp."
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -97,6 +99,42 @@ def test_use_fused_call_and_context_manager():
     finally:
         engine.use_fused(True)
     assert engine.fused_enabled() and engine.kernels.fused_enabled()
+
+
+def test_use_fused_is_per_thread():
+    """A setting made in one thread does not leak into another, and a new thread starts
+    from the default (fused on), whatever the thread that started it had set."""
+    seen = {}
+    inside, release = threading.Event(), threading.Event()
+    x = leaf(np.ones((2, 3)))
+
+    def switches_off():
+        with engine.use_fused(False):
+            seen["worker inside"] = engine.fused_enabled()
+            seen["worker node"] = type(engine.softmax(x)._node)
+            inside.set()
+            release.wait(10)
+        seen["worker after"] = engine.fused_enabled()
+
+    def reads():
+        seen["new thread"] = engine.fused_enabled()
+
+    worker = threading.Thread(target=switches_off)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        assert engine.fused_enabled()                  # the worker's block is its own
+        assert type(engine.softmax(x)._node) is fused.Softmax
+        with engine.use_fused(False):
+            reader = threading.Thread(target=reads)
+            reader.start()
+            reader.join(10)
+        assert engine.fused_enabled()
+    finally:
+        release.set()
+        worker.join(10)
+    assert seen == {"worker inside": False, "worker node": reference.Softmax,
+                    "worker after": True, "new thread": True}
 
 
 OPS = {
