@@ -21,9 +21,9 @@ from engine.factory import (
     randint, randn, randperm, tensor, zeros, zeros_like,
 )
 from engine.ops.elementwise import (
-    abs, add, clip, div, erf, exp, gelu, leaky_relu, log, maximum, minimum, mul, neg,
-    pow, relu, sigmoid, softplus, sqrt, sub, tanh,
+    abs, add, clip, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub,
 )
+from engine.ops.activation import erf, gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from engine.ops.compare import (
     equal, greater, greater_equal, isfinite, isnan, less, less_equal, logical_and,
     logical_not, logical_or, not_equal, one_hot, sign, where,
@@ -34,8 +34,14 @@ from engine.ops.shape import (
     squeeze, stack, swapaxes, transpose, unsqueeze,
 )
 from engine.ops.indexing import getitem, index_add, scatter_add
-from engine.ops.linalg import matmul
+from engine.ops.linalg import linear, matmul
 from engine.ops.softmax import log_softmax, softmax
+from engine.ops.norm import batch_norm, layer_norm
+from engine.ops.loss import binary_cross_entropy, cross_entropy
+from engine.ops.attention import scaled_dot_product_attention
+from engine.ops.conv import conv2d
+from engine.ops.pool import avg_pool2d, max_pool2d
+from engine.ops.embedding import embedding
 from engine.kernels import fused_enabled, use_fused
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
@@ -54,6 +60,8 @@ __all__ = [
     "reshape", "transpose", "permute", "swapaxes", "broadcast_to", "squeeze", "unsqueeze",
     "expand_dims", "flatten", "concatenate", "stack", "split", "pad",
     "getitem", "index_add", "scatter_add", "matmul", "softmax", "log_softmax",
+    "linear", "conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "batch_norm", "embedding",
+    "cross_entropy", "binary_cross_entropy", "scaled_dot_product_attention",
     "use_fused", "fused_enabled",
     "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "CheckpointError",
 ]

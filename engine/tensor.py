@@ -1,4 +1,10 @@
-"""``Tensor``: one array (NumPy or CuPy) plus what autograd needs to know about it."""
+"""``Tensor``: one array (NumPy or CuPy) plus what autograd needs to know about it.
+
+This module holds what a Tensor is (its data, its attributes, its place in the graph, its
+conversions to Python and NumPy). Its operators and its methods that compute (``+``,
+``x.sum()``, ``x.to(device)``, ``x.backward()``, ...) are engine ops, bound onto the class
+by :mod:`engine.ops.methods` when :mod:`engine` is imported.
+"""
 
 from __future__ import annotations
 
@@ -140,31 +146,7 @@ class Tensor:
         """A leaf sharing this tensor's data, cut from the graph."""
         return Tensor._make(self.data, None, 0)
 
-    def backward(self, grad=None, retain_graph: bool | None = None,
-                 create_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
-        from engine.autograd import backward
-
-        backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
-
-    # ---------------------------------------------------------------- devices
-    def to(self, device=None, dtype=None) -> Tensor:
-        """A copy on ``device`` and/or cast to ``dtype`` (self if nothing changes)."""
-        out = self
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            out = astype(out, dtype)
-        if device is not None:
-            device = backend.parse_device(device)
-            if device != out.device:
-                out = to_device(out, device)
-        return out
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self, index: int = 0) -> Tensor:
-        return self.to(f"cuda:{index}")
-
+    # ---------------------------------------------------------------- conversions
     def numpy(self) -> np.ndarray:
         """A host NumPy copy of the data (never a view the caller could corrupt)."""
         return np.array(backend.to_numpy(self.data), copy=True)
@@ -193,100 +175,6 @@ class Tensor:
             raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(self.item())
 
-    def astype(self, dtype) -> Tensor:
-        return astype(self, dtype)
-
-    def float(self) -> Tensor:
-        return astype(self, np.float32)
-
-    def double(self) -> Tensor:
-        return astype(self, np.float64)
-
-    def long(self) -> Tensor:
-        return astype(self, np.int64)
-
-    # ---------------------------------------------------------------- operators
-    def __add__(self, other):
-        return Add.apply(self, other)
-
-    def __radd__(self, other):
-        return Add.apply(other, self)
-
-    def __sub__(self, other):
-        return Sub.apply(self, other)
-
-    def __rsub__(self, other):
-        return Sub.apply(other, self)
-
-    def __mul__(self, other):
-        return Mul.apply(self, other)
-
-    def __rmul__(self, other):
-        return Mul.apply(other, self)
-
-    def __truediv__(self, other):
-        return div(self, other)
-
-    def __rtruediv__(self, other):
-        return div(other, self)
-
-    def __pow__(self, other):
-        return pow(self, other)
-
-    def __rpow__(self, other):
-        return pow(other, self)
-
-    def __matmul__(self, other):
-        return matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return matmul(other, self)
-
-    def __neg__(self):
-        return neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return abs(self)
-
-    def __eq__(self, other):
-        return equal(self, other)
-
-    def __ne__(self, other):
-        return not_equal(self, other)
-
-    def __lt__(self, other):
-        return less(self, other)
-
-    def __le__(self, other):
-        return less_equal(self, other)
-
-    def __gt__(self, other):
-        return greater(self, other)
-
-    def __ge__(self, other):
-        return greater_equal(self, other)
-
-    def __and__(self, other):
-        return logical_and(self, other)
-
-    def __rand__(self, other):
-        return logical_and(other, self)
-
-    def __or__(self, other):
-        return logical_or(self, other)
-
-    def __ror__(self, other):
-        return logical_or(other, self)
-
-    def __invert__(self):
-        return logical_not(self)
-
-    def __getitem__(self, index):
-        return getitem(self, index)
-
     def __setitem__(self, index, value):
         raise TypeError(
             "Tensor does not support item assignment (it would break the recorded graph); "
@@ -298,137 +186,3 @@ class Tensor:
         if self.data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.data.shape[0]))
-
-    # ---------------------------------------------------------------- methods
-    def sum(self, axis=None, keepdims=False):
-        return sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return mean(self, axis, keepdims)
-
-    def var(self, axis=None, keepdims=False, ddof=0):
-        return var(self, axis, keepdims, ddof)
-
-    def std(self, axis=None, keepdims=False, ddof=0):
-        return sqrt(var(self, axis, keepdims, ddof))
-
-    def max(self, axis=None, keepdims=False):
-        return max(self, axis, keepdims)
-
-    def min(self, axis=None, keepdims=False):
-        return min(self, axis, keepdims)
-
-    def argmax(self, axis=None, keepdims=False):
-        return argmax(self, axis, keepdims)
-
-    def argmin(self, axis=None, keepdims=False):
-        return argmin(self, axis, keepdims)
-
-    def logsumexp(self, axis=None, keepdims=False):
-        return logsumexp(self, axis, keepdims)
-
-    def exp(self):
-        return exp(self)
-
-    def log(self):
-        return log(self)
-
-    def sqrt(self):
-        return sqrt(self)
-
-    def abs(self):
-        return abs(self)
-
-    def tanh(self):
-        return tanh(self)
-
-    def sigmoid(self):
-        return sigmoid(self)
-
-    def relu(self):
-        return relu(self)
-
-    def clip(self, min=None, max=None):
-        return clip(self, min, max)
-
-    def softmax(self, axis=-1):
-        return softmax(self, axis)
-
-    def log_softmax(self, axis=-1):
-        return log_softmax(self, axis)
-
-    def matmul(self, other):
-        return matmul(self, other)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = shape[0]
-        return reshape(self, shape)
-
-    def view(self, *shape):
-        return self.reshape(*shape)
-
-    def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = axes[0]
-        return transpose(self, axes or None)
-
-    def permute(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = axes[0]
-        return transpose(self, axes)
-
-    def swapaxes(self, axis1, axis2):
-        return swapaxes(self, axis1, axis2)
-
-    @property
-    def T(self):
-        return transpose(self, None)
-
-    @property
-    def mT(self):
-        return swapaxes(self, -1, -2)
-
-    def flatten(self, start_axis=0, end_axis=-1):
-        return flatten(self, start_axis, end_axis)
-
-    def squeeze(self, axis=None):
-        return squeeze(self, axis)
-
-    def unsqueeze(self, axis):
-        return unsqueeze(self, axis)
-
-    def expand_dims(self, axis):
-        return unsqueeze(self, axis)
-
-    def broadcast_to(self, shape):
-        return broadcast_to(self, shape)
-
-
-def astype(x: Tensor, dtype) -> Tensor:
-    """Cast (differentiable between floating dtypes)."""
-    return Cast.apply(x, dtype=np.dtype(dtype))
-
-
-def to_device(x: Tensor, device: str) -> Tensor:
-    """Copy to a device (differentiable: the gradient comes back to the source device)."""
-    return ToDevice.apply(x, device=device)
-
-
-# Operator implementations, bound here once the op modules exist (they import Tensor).
-from engine.ops.elementwise import (  # noqa: E402
-    Add, Cast, Mul, Sub, abs, clip, div, exp, log, neg, pow, relu, sigmoid, sqrt, tanh,
-)
-from engine.ops.compare import (  # noqa: E402
-    equal, greater, greater_equal, less, less_equal, logical_and, logical_not, logical_or,
-    not_equal,
-)
-from engine.ops.reduce import (  # noqa: E402
-    argmax, argmin, logsumexp, max, mean, min, sum, var,
-)
-from engine.ops.shape import (  # noqa: E402
-    ToDevice, broadcast_to, flatten, reshape, squeeze, swapaxes, transpose, unsqueeze,
-)
-from engine.ops.indexing import getitem  # noqa: E402
-from engine.ops.linalg import matmul  # noqa: E402
-from engine.ops.softmax import log_softmax, softmax  # noqa: E402

@@ -9,8 +9,9 @@ from engine.ops.compare import (  # noqa: F401
     equal, greater, greater_equal, isfinite, isnan, less, less_equal, logical_and,
     logical_not, logical_or, not_equal, sign, where,
 )
+from engine.ops.activation import erf, sigmoid, tanh  # noqa: F401
 from engine.ops.elementwise import (  # noqa: F401
-    abs, clip, erf, exp, log, maximum, minimum, sigmoid, sqrt, tanh,
+    abs, clip, exp, log, maximum, minimum, sqrt,
 )
 from engine.ops.shape import (  # noqa: F401
     broadcast_to, concatenate, expand_dims, reshape, split, stack, swapaxes, transpose,

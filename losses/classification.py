@@ -5,9 +5,10 @@ the classes on axis 1; index targets are (N,), () or (N, d₁, ...). A class wei
 each sample's loss by w[yᵢ], and the weighted 'mean' divides by Σᵢ w[yᵢ] over the targets
 that are not ``ignore_index`` (NaN when every target is ignored, as PyTorch).
 
-Cross-entropy with class indices and no weight goes to the fused kernel
-``engine.kernels.cross_entropy`` (log-softmax and NLL in one pass); every other case is
-composed of engine ops below, so autograd differentiates it.
+Cross-entropy with class indices and no weight is the engine's fused op
+(:func:`engine.cross_entropy`: log-softmax and NLL in one pass), and binary cross-entropy
+is :func:`engine.binary_cross_entropy`; every other case is composed of engine ops here,
+so autograd differentiates it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,12 @@ import math
 import numpy as np
 
 import engine
-from engine import backend, kernels
-from engine.function import Function
+from engine import backend, checks
+from engine.ops.loss import binary_cross_entropy, constant_weight, reduce
 from engine.tensor import Tensor
-from losses._reduction import (
-    as_tensor, check_reduction, reduce, target_array, weight_array,
-)
 
-
-def _check_float(op: str, x: Tensor) -> None:
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be floating point, got {x.dtype} of shape "
-                        f"{tuple(x.shape)}")
+__all__ = ["nll_loss", "cross_entropy", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits"]
 
 
 def _class_axis(op: str, x: Tensor) -> int:
@@ -38,24 +33,11 @@ def _class_axis(op: str, x: Tensor) -> int:
 
 
 def _class_weight(op: str, weight, x: Tensor, c: int):
-    w = weight_array(weight, x, op)
+    w = constant_weight(op, weight, x)
     if w is not None and tuple(w.shape) != (c,):
         raise ValueError(f"{op}: weight must have shape ({c},) for {c} classes, got "
                          f"{tuple(w.shape)}")
     return w
-
-
-def _index_target(op: str, target, x: Tensor):
-    """The integer target array, checked against the shape of ``x`` (C on axis 1)."""
-    t = target_array(target, x, op)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{op}: target must hold integer class indices, got {t.dtype} of "
-                        f"shape {tuple(t.shape)}")
-    expected = () if x.ndim == 1 else (x.shape[0],) + tuple(x.shape[2:])
-    if tuple(t.shape) != expected:
-        raise ValueError(f"{op}: input of shape {tuple(x.shape)} needs a target of shape "
-                         f"{expected}, got {tuple(t.shape)}")
-    return t
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -72,12 +54,8 @@ def _target_weights(op: str, t, c: int, w, ignore_index: int, dtype):
     """Flat (M,) targets made safe to index, and wᵢ = w[yᵢ]·[yᵢ ≠ ignore_index]."""
     xp = backend.array_module(t)
     flat = t.reshape(-1).astype(np.int64, copy=False)
+    checks.class_range(op, flat, c, ignore_index)
     valid = flat != ignore_index
-    if flat.size and bool(valid.any()):
-        lo, hi = int(flat[valid].min()), int(flat[valid].max())
-        if lo < 0 or hi >= c:
-            raise IndexError(f"{op}: target values must lie in [0, {c}) or equal "
-                             f"ignore_index={ignore_index}, got range [{lo}, {hi}]")
     safe = xp.where(valid, flat, 0)
     wt = valid.astype(dtype) if w is None else w[safe] * valid
     return safe, wt
@@ -97,11 +75,11 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,
     Gradient: ∂ℓᵢ/∂xᵢ,c = -w[yᵢ] [c = yᵢ]. ``weight`` is a constant (no gradient).
     """
     op = "nll_loss"
-    check_reduction(op, reduction)
-    x = as_tensor(input, op, "input")
-    _check_float(op, x)
+    checks.reduction(op, reduction)
+    x = checks.tensor(op, "input", input)
+    checks.floating(op, "input", x)
     c = x.shape[_class_axis(op, x)]
-    t = _index_target(op, target, x)
+    t = checks.class_targets(op, target, x)
     w = _class_weight(op, weight, x, c)
     rows = _rows(x)                                               # (M, C)
     safe, wt = _target_weights(op, t, c, w, ignore_index, x.dtype)
@@ -143,40 +121,41 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of logits ``input`` with class indices or class probabilities.
 
-    With p = softmax(x) over the class axis (the classic formulas F5, F7):
+    With p = softmax(x) over the class axis (docs/formulas.md, F5 cross-entropy and F7
+    softmax):
 
     - indices: ℓᵢ = (1 - ε) · (-w[yᵢ] log pᵢ,yᵢ) + (ε/C) · (-Σ_c w_c log pᵢ,c), 0 where
       yᵢ = ignore_index; 'mean' divides each part by Σᵢ w[yᵢ] over the targets kept;
     - probabilities (a float ``target`` of the input's shape): ℓᵢ = -Σ_c w_c ỹᵢ,c log pᵢ,c
       with ỹ = (1 - ε) y + ε/C; 'mean' divides by the number of samples.
 
-    Gradient for one-hot y, no weight or smoothing: ∂ℓᵢ/∂xᵢ = pᵢ - yᵢ ("ŷ - y", F10).
+    Gradient for one-hot y, no weight or smoothing: ∂ℓᵢ/∂xᵢ = pᵢ - yᵢ ("ŷ - y",
+    docs/formulas.md, F10).
 
         >>> import engine, losses
         >>> logits = engine.tensor([[2.0, 0.0, 0.0]])
         >>> losses.cross_entropy(logits, engine.tensor([0]))   # -log(e²/(e² + 2))
         Tensor(0.2395)
     """
+    if weight is None and not _is_probabilities(target):
+        return engine.cross_entropy(input, target, ignore_index=ignore_index,
+                                    label_smoothing=label_smoothing, reduction=reduction)
     op = "cross_entropy"
-    check_reduction(op, reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{op}: label_smoothing must lie in [0, 1], got {label_smoothing}")
-    x = as_tensor(input, op, "input")
-    _check_float(op, x)
+    checks.reduction(op, reduction)
+    checks.unit_interval(op, "label_smoothing", label_smoothing)
+    x = checks.tensor(op, "input", input)
+    checks.floating(op, "input", x)
     axis = _class_axis(op, x)
     c = x.shape[axis]
-    t = target_array(target, x, op)
-    w = _class_weight(op, weight, x, c)
-    if t.dtype.kind == "f":
-        if tuple(t.shape) != tuple(x.shape):
+    if _is_probabilities(target):
+        y = target if isinstance(target, Tensor) else checks.array_on(op, "target", target, x)
+        if tuple(y.shape) != tuple(x.shape):
             raise ValueError(f"{op}: class-probability targets must have the input's shape "
-                             f"{tuple(x.shape)}, got {tuple(t.shape)}")
-        y = target if isinstance(target, Tensor) else t
-        return _cross_entropy_probs(x, y, w, reduction, label_smoothing)
-    t = _index_target(op, target, x)
-    if w is None:
-        return kernels.cross_entropy(x, t, ignore_index=ignore_index,
-                                     label_smoothing=label_smoothing, reduction=reduction)
+                             f"{tuple(x.shape)}, got {tuple(y.shape)}")
+        return _cross_entropy_probs(x, y, _class_weight(op, weight, x, c), reduction,
+                                    label_smoothing)
+    t = checks.class_targets(op, target, x)
+    w = _class_weight(op, weight, x, c)
     logp = engine.log_softmax(x, axis=axis)
     nll = nll_loss(logp, t, w, ignore_index, reduction)
     if label_smoothing == 0:
@@ -192,73 +171,10 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100,
     return (1.0 - label_smoothing) * nll + (label_smoothing / c) * smooth
 
 
-_BCE_EPS = float(np.float32(1e-12))   # PyTorch clamps x(1 - x) at the float32 value of 1e-12
-
-
-class BinaryCrossEntropy(Function):
-    """ℓ = -w [y · max(log x, -100) + (1 - y) · max(log(1 - x), -100)]  (the classic F6)
-
-    gx = gℓ · w (x - y) / max(x (1 - x), 10⁻¹²)
-    gy = gℓ · w (max(log(1 - x), -100) - max(log x, -100))
-    (PyTorch's clamps: finite losses and gradients at x = 0 and x = 1.)
-    """
-
-    @staticmethod
-    def forward(ctx, x, y, weight=None):
-        xp = ctx.xp
-        ctx.weight = weight
-        ctx.save_for_backward(x, y)
-        with np.errstate(divide="ignore"):
-            log_x = xp.maximum(xp.log(x), -100.0)
-            log_1mx = xp.maximum(xp.log1p(-x), -100.0)
-        loss = (y - 1.0) * log_1mx - y * log_x
-        return loss if weight is None else loss * weight
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, y = ctx.saved_tensors
-        xp = ctx.xp
-        g = gy if ctx.weight is None else gy * ctx.weight
-        gx = gt = None
-        if ctx.needs_input_grad[0]:
-            gx = g * (x - y) / xp.maximum(x * (1.0 - x), _BCE_EPS)
-        if ctx.needs_input_grad[1]:
-            with np.errstate(divide="ignore"):
-                gt = g * (xp.maximum(xp.log(1.0 - x), -100.0) - xp.maximum(xp.log(x), -100.0))
-        return gx, gt
-
-
-def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") -> Tensor:
-    """Binary cross-entropy of probabilities ``input`` ∈ [0, 1] against ``target``.
-
-    ℓᵢ = -wᵢ [yᵢ log xᵢ + (1 - yᵢ) log(1 - xᵢ)], each log clamped to ≥ -100 as PyTorch
-    (see :class:`BinaryCrossEntropy` for the gradients). The classic worked value (F6),
-    y = 1 and ŷ = 0.9:
-
-        >>> import engine, losses
-        >>> losses.binary_cross_entropy(engine.tensor([0.9]), engine.tensor([1.0]))
-        Tensor(0.1054)
-    """
-    op = "binary_cross_entropy"
-    check_reduction(op, reduction)
-    x = as_tensor(input, op, "input")
-    _check_float(op, x)
-    y = target if isinstance(target, Tensor) else as_tensor(target_array(target, x, op), op,
-                                                             "target")
-    if tuple(y.shape) != tuple(x.shape):
-        raise ValueError(f"{op}: target size {tuple(y.shape)} must be the same as the input "
-                         f"size {tuple(x.shape)}")
-    if x.size and (bool((x.data < 0).any()) or bool((x.data > 1).any())):
-        raise ValueError(f"{op}: all elements of input should be between 0 and 1 (got range "
-                         f"[{float(x.data.min())}, {float(x.data.max())}]); use "
-                         "binary_cross_entropy_with_logits for logits")
-    w = weight_array(weight, x, op)
-    if w is not None and np.broadcast_shapes(w.shape, x.shape) != tuple(x.shape):
-        raise ValueError(f"{op}: weight of shape {tuple(w.shape)} does not broadcast to the "
-                         f"input shape {tuple(x.shape)}")
-    if y.dtype != x.dtype:
-        y = y.astype(x.dtype)
-    return reduce(BinaryCrossEntropy.apply(x, y, weight=w), reduction)
+def _is_probabilities(target) -> bool:
+    """A floating target holds class probabilities (an integer one, class indices)."""
+    dtype = getattr(target, "dtype", None)
+    return (dtype if dtype is not None else np.asarray(target).dtype).kind == "f"
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",
@@ -274,13 +190,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str 
     get gradients too when they require them.
     """
     op = "binary_cross_entropy_with_logits"
-    check_reduction(op, reduction)
-    x = as_tensor(input, op, "input")
-    _check_float(op, x)
+    checks.reduction(op, reduction)
+    x = checks.tensor(op, "input", input)
+    checks.floating(op, "input", x)
     if tuple(getattr(target, "shape", ())) != tuple(x.shape):
         raise ValueError(f"{op}: target size {tuple(getattr(target, 'shape', ()))} must be "
                          f"the same as the input size {tuple(x.shape)}")
-    y = target if isinstance(target, Tensor) else target_array(target, x, op)
+    y = target if isinstance(target, Tensor) else checks.array_on(op, "target", target, x)
     if y.dtype != x.dtype:
         y = y.astype(x.dtype)
     log_sigmoid = -engine.softplus(-x, threshold=math.inf)     # log σ(x), never linearized
@@ -298,4 +214,4 @@ def _coefficient(value, x: Tensor, op: str, name: str):
     """A weight in the input's dtype: Tensors stay differentiable, anything else constant."""
     if isinstance(value, Tensor):
         return value if value.dtype == x.dtype else value.astype(x.dtype)
-    return weight_array(value, x, op, name)
+    return constant_weight(op, value, x, name)

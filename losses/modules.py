@@ -7,9 +7,9 @@ PyTorch's positional slots there belong to the deprecated ``size_average``/``red
 
 from __future__ import annotations
 
+from engine import checks
 from engine.tensor import Tensor
 from losses import classification, regression
-from losses._reduction import check_reduction
 from nn.module import Module
 
 
@@ -22,7 +22,7 @@ def _buffer(value) -> Tensor | None:
 class _Loss(Module):
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        check_reduction(type(self).__name__, reduction)
+        checks.reduction(type(self).__name__, reduction)
         self.reduction = reduction
 
     def extra_repr(self) -> str:

@@ -7,16 +7,31 @@ The gradients come from autograd through the composed ops, so the target may req
 
 from __future__ import annotations
 
+import warnings
+
 import engine
+from engine import checks
+from engine.ops.loss import reduce
 from engine.tensor import Tensor
-from losses._reduction import as_tensor, check_reduction, reduce, warn_if_broadcast
 
 
 def _difference(op: str, input, target, reduction: str) -> Tensor:
-    check_reduction(op, reduction)
-    input = as_tensor(input, op, "input")
-    warn_if_broadcast(op, input, target)
+    checks.reduction(op, reduction)
+    input = checks.tensor(op, "input", input)
+    _warn_if_broadcast(op, input, target)
     return input - target
+
+
+def _warn_if_broadcast(op: str, input: Tensor, target) -> None:
+    """PyTorch's warning for regression losses whose target shape differs from the input's."""
+    shape = tuple(getattr(target, "shape", ()))
+    if shape != tuple(input.shape):
+        warnings.warn(
+            f"{op}: using a target size {shape} that is different to the input size "
+            f"{tuple(input.shape)}; this will likely lead to incorrect results due to "
+            "broadcasting. Please ensure they have the same size.",
+            UserWarning, stacklevel=3,
+        )
 
 
 def mse_loss(input, target, reduction: str = "mean") -> Tensor:

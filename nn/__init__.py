@@ -8,8 +8,7 @@ from nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, T
 from nn.dropout import Dropout
 from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nn.embedding import Embedding
-from nn.conv import Conv2d
-from nn.pooling import AvgPool2d, MaxPool2d
+from nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from nn.container import MLP, ModuleDict, ModuleList, Sequential
 from nn.rnn import LSTM, LSTMCell
 from nn.attention import MultiheadAttention

@@ -1,8 +1,10 @@
 """The stateless form of every layer, with PyTorch's names and arguments (``dim``, not
 ``axis``): ``import nn.functional as F; F.linear(x, W, b)``.
 
-Ops with a formula of their own (linear, embedding, batch norm, conv, pooling) are engine
-``Function``s whose forward and backward sit together; the rest compose engine ops.
+Each function handles PyTorch's signature and makes one call to the engine, where the op
+lives (:mod:`engine.ops`: its Function, formula and checks); a function whose signature is
+PyTorch's already is the engine's own. Multi-head attention composes engine ops: the
+projections, the attention of :mod:`engine.ops.attention`, the output projection.
 """
 
 from __future__ import annotations
@@ -12,96 +14,28 @@ import warnings
 import numpy as np
 
 import engine
-from engine import backend, kernels
-from engine.function import Function
-from engine.ops.indexing import scatter_add
+from engine import backend, random
+from engine.ops.activation import relu, sigmoid, tanh
+from engine.ops.attention import attend, attention_masks
+from engine.ops.conv import conv2d
+from engine.ops.embedding import embedding
+from engine.ops.linalg import linear
+from engine.ops.norm import batch_norm, layer_norm
+from engine.ops.pool import avg_pool2d, max_pool2d
 from engine.tensor import Tensor
-from nn.conv import conv2d
-from nn.pooling import avg_pool2d, max_pool2d
 
 __all__ = [
     "linear", "relu", "gelu", "tanh", "sigmoid", "leaky_relu", "softmax", "log_softmax",
     "dropout", "embedding", "layer_norm", "batch_norm", "conv2d", "max_pool2d",
-    "avg_pool2d", "flatten", "pad",
+    "avg_pool2d", "flatten", "pad", "scaled_dot_product_attention",
+    "multi_head_attention_forward",
 ]
 
 
-def _check_float(op: str, **tensors) -> None:
-    """All given tensors share one floating dtype (NumPy would silently upcast)."""
-    dts = {name: t.dtype for name, t in tensors.items() if t is not None}
-    if len(set(dts.values())) > 1:
-        desc = ", ".join(f"{n} {dt}" for n, dt in dts.items())
-        raise TypeError(f"{op}: expected one floating dtype, got {desc}")
-
-
-# ----------------------------------------------------------------------------- linear
-class Linear(Function):
-    """y = x Wᵀ + b  over the last axis of x (any leading axes, flattened to M rows)
-
-    gx = gy W,   gW = gyᵀ x,   gb = Σ_rows gy
-    """
-
-    @staticmethod
-    def forward(ctx, x, W, b=None):
-        if x.shape[-1:] != W.shape[1:]:
-            raise ValueError(f"linear: input {x.shape} does not fit weight {W.shape} "
-                             f"(last axis {x.shape[-1:]} vs in_features {W.shape[1]})")
-        ctx.x_shape = x.shape
-        ctx.save_for_backward(x, W)
-        x2 = x.reshape(-1, W.shape[1])                     # (..., in) -> (M, in)
-        y = x2 @ W.swapaxes(-1, -2)                         # (M, out)
-        if b is not None:
-            y = y + b
-        return y.reshape(x.shape[:-1] + (W.shape[0],))
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, W = ctx.saved_tensors
-        out_f, in_f = W.shape
-        gy2 = gy.reshape(-1, out_f)                         # (..., out) -> (M, out)
-        gx = gW = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = (gy2 @ W).reshape(ctx.x_shape)
-        if ctx.needs_input_grad[1]:
-            gW = gy2.swapaxes(-1, -2) @ x.reshape(-1, in_f)
-        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
-            gb = gy2.sum(axis=0)
-        return (gx, gW, gb)[:len(ctx.needs_input_grad)]
-
-
-def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x Wᵀ + b, with W of shape (out_features, in_features)."""
-    _check_float("linear", input=input, weight=weight, bias=bias)
-    if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
-    if bias is not None and bias.shape != weight.shape[:1]:
-        raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
-    if bias is None:
-        return Linear.apply(input, weight)
-    return Linear.apply(input, weight, bias)
-
-
 # ----------------------------------------------------------------------------- activations
-def relu(input: Tensor) -> Tensor:
-    """max(x, 0)."""
-    return engine.relu(input)
-
-
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x·Φ(x) (exact, erf) or its tanh approximation (``approximate='tanh'``)."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return engine.gelu(input, approximate=approximate)
-
-
-def tanh(input: Tensor) -> Tensor:
-    """tanh(x)."""
-    return engine.tanh(input)
-
-
-def sigmoid(input: Tensor) -> Tensor:
-    """1 / (1 + e^(-x))."""
-    return engine.sigmoid(input)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -132,208 +66,19 @@ def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
 
 # ----------------------------------------------------------------------------- dropout
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
-    """Inverted dropout: y = x ⊙ m / (1 - p),  mᵢ ~ Bernoulli(1 - p);  gx = gy ⊙ m / (1 - p).
+    """Inverted dropout: y = x ⊙ m / (1 - p),  mᵢ ~ Bernoulli(1 - p);  gx = gy ⊙ m / (1 - p)
+    (docs/formulas.md, F13 regularization).
 
-    E[y] = x, so evaluation (``training=False``) is the identity. The mask is drawn on the
-    host by the engine generator (same seed, same mask on every device); p = 1 gives zeros.
+    E[y] = x, so evaluation (``training=False``) is the identity. The mask comes from
+    :func:`engine.random.dropout_mask` (same seed, same mask on every device); p = 1 gives
+    zeros.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
-    dt = input.dtype if input.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    keep = engine.default_generator().random(input.shape, dtype=dt) >= p
-    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    mask = (keep * scale).astype(input.dtype)
-    mask = Tensor._make(backend.to_device(mask, input.device), None, 0)
-    return input * mask
-
-
-# ----------------------------------------------------------------------------- embedding
-class Embedding(Function):
-    """y[..., :] = W[idx[...], :]  (a row lookup)
-
-    gW[r] = Σ_{positions p with idx[p] = r} gy[p]  (scatter-add; repeated indices add up),
-    except the ``padding_idx`` row, which gets no gradient; with ``scale_grad_by_freq``
-    each contribution is divided by how often its index occurs in ``idx``.
-    """
-
-    @staticmethod
-    def forward(ctx, W, idx, padding_idx=None, scale_grad_by_freq=False):
-        ctx.idx, ctx.num = idx, W.shape[0]
-        ctx.padding_idx, ctx.scale = padding_idx, scale_grad_by_freq
-        return W[idx]
-
-    @staticmethod
-    def backward(ctx, gy):
-        xp, idx = ctx.xp, ctx.idx
-        keep = None
-        if ctx.padding_idx is not None:
-            keep = (idx != ctx.padding_idx)[..., None]
-        if ctx.scale:
-            counts = backend.array_module(idx).bincount(idx.ravel(), minlength=ctx.num)
-            inv = (1.0 / counts[idx])[..., None]
-            keep = inv if keep is None else keep * inv
-        if keep is not None:
-            gy = gy * keep.astype(gy.dtype)
-        shape = (ctx.num,) + tuple(gy.shape[idx.ndim:])
-        if isinstance(gy, Tensor):
-            return engine.index_add(gy, idx, shape), None
-        gW = xp.zeros(shape, dtype=gy.dtype)
-        scatter_add(gW, (idx,), gy)
-        return gW, None
-
-
-def _index_array(op: str, input, num: int):
-    idx = input.data if isinstance(input, Tensor) else input
-    if not hasattr(idx, "dtype"):
-        idx = np.asarray(idx)
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"{op}: indices must be an integer tensor, got {idx.dtype}")
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
-        raise IndexError(f"{op}: index out of range: indices span [{int(idx.min())}, "
-                         f"{int(idx.max())}] for a table of {num} rows")
-    return idx
-
-
-def embedding(input, weight: Tensor, padding_idx: int | None = None,
-              max_norm: float | None = None, norm_type: float = 2.0,
-              scale_grad_by_freq: bool = False) -> Tensor:
-    """Rows ``weight[input]``: (…) integer indices -> (…, embedding_dim).
-
-    ``padding_idx``: that row receives no gradient. ``max_norm``: rows looked up whose
-    ``norm_type``-norm exceeds it are first rescaled to that norm, in place in ``weight``.
-    """
-    num = weight.shape[0]
-    idx = _index_array("embedding", input, num)
-    if padding_idx is not None:
-        if not -num <= padding_idx < num:
-            raise ValueError(f"embedding: padding_idx {padding_idx} must be within the "
-                             f"{num} rows of weight")
-        padding_idx %= num
-    if max_norm is not None:
-        _embedding_renorm_(weight, idx, max_norm, norm_type)
-    return Embedding.apply(weight, idx, padding_idx=padding_idx,
-                           scale_grad_by_freq=scale_grad_by_freq)
-
-
-def _embedding_renorm_(weight: Tensor, idx, max_norm: float, norm_type: float) -> None:
-    """W[r] *= max_norm / (‖W[r]‖ + 1e-7) for the looked-up rows whose norm is too large."""
-    xp = backend.array_module(weight.data)
-    rows = xp.unique(idx.ravel())
-    sel = weight.data[rows]
-    norms = (xp.abs(sel) ** norm_type).sum(axis=-1) ** (1.0 / norm_type)
-    scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(sel.dtype)
-    weight.data[rows] = sel * scale[:, None]
-
-
-# ----------------------------------------------------------------------------- normalization
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """y = (x - μ) / √(σ² + ε) · γ + β over the trailing ``normalized_shape`` axes
-    (biased σ²). Runs the engine's layer-norm kernel (fused, or the literal reference
-    under ``engine.use_fused(False)``), which checks the shapes and dtypes."""
-    return kernels.layer_norm(input, normalized_shape, weight, bias, eps)
-
-
-class BatchNorm(Function):
-    """Batch normalization over every axis but the channel axis 1, with batch statistics.
-
-    μ = mean(x),  σ² = mean((x - μ)²),  x̂ = (x - μ) / √(σ² + ε),  y = γ x̂ + β
-
-    gβ = Σ gy,  gγ = Σ gy ⊙ x̂,  g_x̂ = gy ⊙ γ,
-    gx = (g_x̂ - mean(g_x̂) - x̂ ⊙ mean(g_x̂ ⊙ x̂)) / √(σ² + ε)
-
-    (sums and means over the reduced axes). Backward recomputes μ, σ² and x̂ from the
-    saved input, so it is itself differentiable.
-    """
-
-    @staticmethod
-    def forward(ctx, x, w=None, b=None, eps=1e-5):
-        xp = ctx.xp
-        ctx.axes = (0,) + tuple(range(2, x.ndim))
-        ctx.cshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)    # (C,) -> (1, C, 1, ...)
-        ctx.eps = eps
-        ctx.save_for_backward(x, w)
-        mu = x.mean(axis=ctx.axes, keepdims=True)
-        var = ((x - mu) ** 2).mean(axis=ctx.axes, keepdims=True)
-        y = (x - mu) / xp.sqrt(var + eps)
-        if w is not None:
-            y = y * w.reshape(ctx.cshape)
-        if b is not None:
-            y = y + b.reshape(ctx.cshape)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        xp, axes = ctx.xp, ctx.axes
-        x, w = ctx.saved_tensors
-        mu = x.mean(axis=axes, keepdims=True)
-        xc = x - mu
-        inv_std = 1.0 / xp.sqrt((xc * xc).mean(axis=axes, keepdims=True) + ctx.eps)
-        xhat = xc * inv_std
-        need = ctx.needs_input_grad
-        gx = gw = gb = None
-        g_xhat = gy if w is None else gy * w.reshape(ctx.cshape)
-        if need[0]:
-            gx = (g_xhat - g_xhat.mean(axis=axes, keepdims=True)
-                  - xhat * (g_xhat * xhat).mean(axis=axes, keepdims=True)) * inv_std
-        if len(need) > 1 and need[1]:
-            gw = (gy * xhat).sum(axis=axes)
-        if len(need) > 2 and need[2]:
-            gb = gy.sum(axis=axes)
-        return (gx, gw, gb)[:len(need)]
-
-
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-               weight: Tensor | None = None, bias: Tensor | None = None,
-               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Batch norm of an (N, C, ...) input, as ``torch.nn.functional.batch_norm``.
-
-    training: normalize with the batch's μ and biased σ², and (when given) update the running
-    statistics in place:  r_μ ← (1 - m) r_μ + m μ,  r_σ² ← (1 - m) r_σ² + m σ² n/(n - 1)
-    with n the number of values per channel (the unbiased variance, as PyTorch).
-    eval: y = (x - r_μ) / √(r_σ² + ε) · γ + β.
-    """
-    if input.ndim < 2:
-        raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got "
-                         f"{input.shape}")
-    _check_float("batch_norm", input=input, weight=weight, bias=bias)
-    C = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"batch_norm: {name} of shape {t.shape} does not fit the "
-                             f"{C} channels of input {input.shape}")
-    cshape = (1, C) + (1,) * (input.ndim - 2)
-    if training:
-        n = input.size // C
-        if n <= 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got "
-                             f"input size {tuple(input.shape)}")
-        args = [input] + [t for t in (weight, bias) if t is not None]
-        if weight is None and bias is not None:
-            args = [input, None, bias]
-        y = BatchNorm.apply(*args, eps=eps)
-        if running_mean is not None and running_var is not None:
-            x = input.data
-            axes = (0,) + tuple(range(2, x.ndim))
-            mu = x.mean(axis=axes)
-            var_unbiased = x.var(axis=axes, ddof=1)
-            m = float(momentum)
-            running_mean.data[...] = (1.0 - m) * running_mean.data + m * mu
-            running_var.data[...] = (1.0 - m) * running_var.data + m * var_unbiased
-        return y
-    if running_mean is None or running_var is None:
-        raise ValueError("batch_norm: running_mean and running_var are needed when "
-                         "training=False")
-    scale = 1.0 / engine.sqrt(running_var + eps)
-    if weight is not None:
-        scale = scale * weight
-    shift = -running_mean * scale
-    if bias is not None:
-        shift = shift + bias
-    return input * scale.reshape(cshape) + shift.reshape(cshape)
+    mask = random.dropout_mask(input.shape, p, input.dtype, input.device)
+    return input * Tensor._make(mask, None, 0)
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -384,7 +129,166 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
 
 
 # ----------------------------------------------------------------------------- attention
-# defined beside MultiheadAttention; imported last, once everything above exists
-from nn.attention import multi_head_attention_forward, scaled_dot_product_attention  # noqa: E402
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None) -> Tensor:
+    """softmax(Q Kᵀ · scale + M) V over the last two axes (PyTorch's functional form).
 
-__all__ += ["scaled_dot_product_attention", "multi_head_attention_forward"]
+    ``query`` (..., L, d), ``key`` (..., S, d), ``value`` (..., S, d_v). ``attn_mask``
+    broadcastable to (..., L, S): bool, True where a query takes part in attention with a
+    key, or float, added to the scores. ``is_causal``: query i sees keys j ≤ i. ``scale``
+    defaults to 1/√d. ``dropout_p`` drops attention probabilities (always, as PyTorch's
+    function: pass 0 in evaluation). Fully masked rows give 0, not NaN.
+    """
+    return engine.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
+                                               dropout_p=dropout_p, is_causal=is_causal,
+                                               scale=scale)
+
+
+def multi_head_attention_forward(
+        query: Tensor, key: Tensor, value: Tensor, embed_dim_to_check: int, num_heads: int,
+        in_proj_weight: Tensor | None, in_proj_bias: Tensor | None, bias_k, bias_v,
+        add_zero_attn: bool, dropout_p: float, out_proj_weight: Tensor,
+        out_proj_bias: Tensor | None, training: bool = True, key_padding_mask=None,
+        need_weights: bool = True, attn_mask=None, use_separate_proj_weight: bool = False,
+        q_proj_weight=None, k_proj_weight=None, v_proj_weight=None, static_k=None,
+        static_v=None, average_attn_weights: bool = True, is_causal: bool = False):
+    """Multi-head attention on time-major inputs, PyTorch's ``F.multi_head_attention_forward``::
+
+        Q, K, V = query W_qᵀ + b_q,  key W_kᵀ + b_k,  value W_vᵀ + b_v
+        headᵢ = softmax(Qᵢ Kᵢᵀ / √d + M) Vᵢ        (Qᵢ: the i-th block of d = E/h features)
+        out = [head₁, ..., head_h] W_oᵀ + b_o
+
+    ``query`` (L, N, E), ``key`` (S, N, E_k), ``value`` (S, N, E_v), or unbatched (L, E),
+    (S, E_k), (S, E_v). ``in_proj_weight`` = [W_q; W_k; W_v] (3E, E) (or the three
+    ``*_proj_weight`` with ``use_separate_proj_weight``), ``in_proj_bias`` = [b_q; b_k;
+    b_v]. ``key_padding_mask`` (N, S) (or (S,)): bool True at keys to ignore, or float
+    added. ``attn_mask`` (L, S) or (N·num_heads, L, S) (or (num_heads, L, S) unbatched):
+    bool True where attention is NOT allowed, or float added. Masks given as arrays or
+    lists are taken to the query's device. ``is_causal`` with no ``attn_mask``: query i
+    sees keys j ≤ i (PyTorch raises there instead; with an ``attn_mask`` it is only a hint
+    and the mask is used, as PyTorch's weight-returning path does).
+
+    Returns ``(attn_output (L, N, E), attn_weights)``; the weights are (N, L, S) averaged
+    over heads, (N, num_heads, L, S) when not ``average_attn_weights``, or None when not
+    ``need_weights``. They are the probabilities before dropout (PyTorch returns them
+    after dropout).
+    """
+    op = "multi_head_attention_forward"
+    if bias_k is not None or bias_v is not None or add_zero_attn:
+        raise ValueError(f"{op}: add_bias_kv (bias_k, bias_v) and add_zero_attn are not "
+                         "supported; build the extra key/value rows explicitly instead")
+    if static_k is not None or static_v is not None:
+        raise ValueError(f"{op}: static_k and static_v are not supported")
+    batched = _check_attention_inputs(op, query, key, value, embed_dim_to_check, num_heads)
+    if not batched:                                      # (T, E) -> (T, 1, E)
+        query, key, value = _keep_identity(lambda t: t.reshape(t.shape[0], 1, t.shape[1]),
+                                           query, key, value)
+    L, N, E = query.shape
+    S, h = key.shape[0], num_heads
+    keep, bias = _head_masks(op, query, (N, h, L, S), attn_mask, key_padding_mask, batched)
+    is_causal = is_causal and attn_mask is None          # with a mask, the flag is a hint
+    if use_separate_proj_weight:
+        in_proj_weight = (q_proj_weight, k_proj_weight, v_proj_weight)
+    q, k, v = _in_projection(query, key, value, E, in_proj_weight, in_proj_bias)
+    res = attend(_split_heads(q, h), _split_heads(k, h), _split_heads(v, h), keep, bias,
+                 is_causal, dropout_p if training else 0.0, need_weights=need_weights)
+    heads, weights = res if need_weights else (res, None)
+    out = linear(_merge_heads(heads), out_proj_weight, out_proj_bias)     # (L, N, E)
+    if weights is not None and average_attn_weights:
+        weights = weights.mean(axis=1)                   # (N, h, L, S) -> (N, L, S)
+    if not batched:
+        out = out.reshape(L, E)
+        weights = None if weights is None else weights.reshape(weights.shape[1:])
+    return out, weights
+
+
+def _check_attention_inputs(op: str, query, key, value, embed_dim: int, num_heads: int):
+    """Shapes of query (L, N, E), key (S, N, E_k), value (S, N, E_v), or all unbatched;
+    returns whether they are batched."""
+    if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
+        raise ValueError(f"{op}: query, key and value must all be 3-D (seq, batch, feature) "
+                         f"or all 2-D (unbatched), got {query.shape}, {key.shape} and "
+                         f"{value.shape}")
+    batched = query.ndim == 3
+    E = query.shape[-1]
+    if E != embed_dim:
+        raise ValueError(f"{op}: expected query with embed_dim {embed_dim}, got query of "
+                         f"shape {query.shape}")
+    if E % num_heads:
+        raise ValueError(f"{op}: embed_dim {E} is not divisible by num_heads {num_heads}")
+    lead = key.shape[:2] if batched else key.shape[:1]
+    if key.shape[:-1] != lead or value.shape[:-1] != lead or \
+            (batched and key.shape[1] != query.shape[1]):
+        raise ValueError(f"{op}: key {key.shape} and value {value.shape} must share "
+                         f"(seq, batch) = {lead} with batch matching query {query.shape}")
+    return batched
+
+
+def _keep_identity(fn, query, key, value):
+    """``fn`` applied to each of query, key, value, once per distinct tensor, so that
+    ``query is key`` (self-attention: one packed projection) survives the change."""
+    q = fn(query)
+    k = q if key is query else fn(key)
+    v = k if value is key else (q if value is query else fn(value))
+    return q, k, v
+
+
+def _head_masks(op: str, query: Tensor, scores: tuple, attn_mask, key_padding_mask,
+                batched: bool):
+    """``(keep, bias)`` over the scores (N, h, L, S) from MultiheadAttention's masks (bool
+    True = NOT allowed / padding), taken to the query's device first."""
+    N, h, L, S = scores
+    xp = backend.array_module(query.data)
+    if key_padding_mask is not None and not isinstance(key_padding_mask, Tensor):
+        key_padding_mask = xp.asarray(key_padding_mask)
+    if key_padding_mask is not None and not batched:
+        key_padding_mask = key_padding_mask.reshape(1, -1)            # (S,) -> (1, S)
+    if attn_mask is not None:
+        if not isinstance(attn_mask, Tensor):
+            attn_mask = Tensor._make(xp.asarray(attn_mask), None, 0)
+        if attn_mask.ndim == 2:
+            if attn_mask.shape != (L, S):
+                raise ValueError(f"{op}: the shape of the 2-D attn_mask is "
+                                 f"{attn_mask.shape}, but should be {(L, S)}")
+        elif attn_mask.ndim == 3:
+            if attn_mask.shape != (N * h, L, S):
+                raise ValueError(f"{op}: the shape of the 3-D attn_mask is "
+                                 f"{attn_mask.shape}, but should be {(N * h, L, S)}")
+            attn_mask = attn_mask.reshape(N, h, L, S)
+        else:
+            raise ValueError(f"{op}: attn_mask must be 2-D or 3-D, got {attn_mask.shape}")
+    return attention_masks(op, query, scores, attn_mask, key_padding_mask,
+                           attn_mask_marks="masked")
+
+
+def _in_projection(query, key, value, E: int, weight, bias):
+    """Q, K, V = (query, key, value) W_{q,k,v}ᵀ + b_{q,k,v}, with ``weight`` the stacked
+    [W_q; W_k; W_v] (3E, E), or three separate weights (key and value of other widths):
+    one matmul when query, key and value are one tensor (self-attention), two when only
+    key is value."""
+    b_q = b_k = b_v = None
+    if bias is not None:
+        b_q, b_k, b_v = bias[:E], bias[E:2 * E], bias[2 * E:]
+    if isinstance(weight, tuple):
+        return (linear(query, weight[0], b_q), linear(key, weight[1], b_k),
+                linear(value, weight[2], b_v))
+    if query is key and key is value:
+        return engine.split(linear(query, weight, bias), 3, axis=-1)
+    q = linear(query, weight[:E], b_q)
+    if key is value:
+        kv = linear(key, weight[E:], None if bias is None else bias[E:])
+        return (q,) + engine.split(kv, 2, axis=-1)
+    return q, linear(key, weight[E:2 * E], b_k), linear(value, weight[2 * E:], b_v)
+
+
+def _split_heads(x: Tensor, h: int) -> Tensor:
+    """(T, N, E) -> (N, h, T, d): each head a batch entry of the attention."""
+    T, N, E = x.shape
+    return x.reshape(T, N, h, E // h).transpose(1, 2, 0, 3)
+
+
+def _merge_heads(x: Tensor) -> Tensor:
+    """(N, h, T, d) -> (T, N, h·d): the heads side by side again."""
+    N, h, T, d = x.shape
+    return x.transpose(2, 0, 1, 3).reshape(T, N, h * d)

@@ -19,11 +19,10 @@ One step, with x (B, in), h and c (B, H)::
 Over a sequence, ``x W_ihᵀ + b_ih + b_hh`` for all T steps is ONE matmul on the (T·B, in)
 input; each step then adds ``h W_hhᵀ`` (one matmul) and applies the gate formulas.
 
-The gate formulas exist twice: :func:`lstm_cell_reference`, the literal form above on
-engine ops (about ten ops per step, differentiable to any order), and
-:class:`LSTMCellFunction`, the same formulas as one op with a hand-written backward (one
-op per step, first-order only). The fused op is used unless ``engine.use_fused(False)``
-selects the reference, as for the other fused kernels; tests check that both agree.
+The step is the op :func:`engine.ops.rnn.lstm_cell` (docs/formulas.md, the LSTM): its gate
+formulas exist twice, on engine ops (differentiable to any order) and as one fused op (one
+op per step, first-order only), chosen by ``engine.use_fused`` as for the other fused ops;
+tests check that both agree.
 """
 
 from __future__ import annotations
@@ -32,88 +31,11 @@ import math
 import warnings
 
 import engine
-from engine.function import Function
+import nn.functional as F
+from engine.ops.rnn import LSTMCellFunction, lstm_cell, lstm_cell_reference
 from engine.tensor import Tensor
 from nn import init
 from nn.module import Module, empty_parameter
-
-
-# --------------------------------------------------------------------------- one step
-def lstm_cell_reference(xa: Tensor, ha: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """The LSTM step written literally: ``a = xa + ha`` (both (B, 4H) pre-activations,
-    biases included), then the gates i, f, g, o and the new state ``(h', c')``."""
-    a = xa.reshape(ha.shape) + ha                          # (B, 4H)
-    a_i, a_f, a_g, a_o = engine.split(a, 4, axis=-1)       # each (B, H)
-    i = engine.sigmoid(a_i)
-    f = engine.sigmoid(a_f)
-    g = engine.tanh(a_g)
-    o = engine.sigmoid(a_o)
-    c_new = f * c + i * g
-    h_new = o * engine.tanh(c_new)
-    return h_new, c_new
-
-
-class LSTMCellFunction(Function):
-    """The LSTM step as one op: (xa, ha, c) -> (h', c'), with a = xa + ha (B, 4H).
-
-    Forward:  i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
-              (σ(x) computed as ½(1 + tanh(x/2)), the same function in one tanh pass)
-              c' = f ⊙ c + i ⊙ g;  h' = o ⊙ tanh(c')
-    Backward (gh', gc' the incoming gradients, t = tanh(c')):
-              gĉ   = gc' + gh' ⊙ o ⊙ (1 - t²)        total gradient reaching c'
-              ga_i = gĉ ⊙ g ⊙ i(1 - i)
-              ga_f = gĉ ⊙ c ⊙ f(1 - f)
-              ga_g = gĉ ⊙ i ⊙ (1 - g²)
-              ga_o = gh' ⊙ t ⊙ o(1 - o)
-              gxa = gha = ga = [ga_i, ga_f, ga_g, ga_o];   gc = gĉ ⊙ f
-    The backward uses the saved gate activations (not inputs or outputs of the op), so
-    the op is first-order only; :func:`lstm_cell_reference` serves higher orders.
-    """
-
-    once_differentiable = True
-
-    @staticmethod
-    def forward(ctx, xa, ha, c):
-        xp = ctx.xp
-        H = c.shape[-1]
-        a = xa.reshape(ha.shape) + ha                      # (B, 4H), a fresh array
-        sig = (slice(0, 2 * H), slice(3 * H, 4 * H))       # columns of the σ gates i, f, o
-        # σ(x) = ½(1 + tanh(x/2)): one tanh pass over all four gates, no overflow
-        for s in sig:
-            a[..., s] *= 0.5
-        act = xp.tanh(a, out=a)                            # [i, f, g, o] activations
-        for s in sig:
-            act[..., s] += 1.0
-            act[..., s] *= 0.5
-        i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
-        c_new = f * c + i * g
-        t = xp.tanh(c_new)
-        h_new = o * t
-        ctx.xa_shape = xa.shape
-        ctx.save_for_backward(act, c, t)
-        return h_new, c_new
-
-    @staticmethod
-    def backward(ctx, gh, gc_new):
-        act, c, t = ctx.saved_tensors
-        H = c.shape[-1]
-        i, f, g, o = (act[..., k * H:(k + 1) * H] for k in range(4))
-        gc_hat = gc_new + gh * o * (1.0 - t * t)
-        ga = ctx.xp.empty_like(act)
-        ga[..., :H] = gc_hat * g * i * (1.0 - i)
-        ga[..., H:2 * H] = gc_hat * c * f * (1.0 - f)
-        ga[..., 2 * H:3 * H] = gc_hat * i * (1.0 - g * g)
-        ga[..., 3 * H:] = gh * t * o * (1.0 - o)
-        gc = gc_hat * f if ctx.needs_input_grad[2] else None
-        return ga.reshape(ctx.xa_shape), ga, gc
-
-
-def lstm_cell(xa: Tensor, ha: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """One LSTM step from the gate pre-activations ``xa + ha`` (B, 4H) and the cell state
-    ``c`` (B, H); returns ``(h', c')``. Fused unless ``engine.use_fused(False)``."""
-    if engine.fused_enabled():
-        return LSTMCellFunction.apply(xa, ha, c)
-    return lstm_cell_reference(xa, ha, c)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -320,7 +242,7 @@ class LSTM(Module):
                 c_n.append(c)
             x = outs[0] if D == 1 else engine.concatenate(outs, axis=-1)   # (T, B, D·H)
             if self.dropout > 0 and self.training and layer < L - 1:
-                x = _dropout(x, self.dropout)
+                x = F.dropout(x, self.dropout, training=True)
         h_n, c_n = engine.stack(h_n, axis=0), engine.stack(c_n, axis=0)   # (L·D, B, H)
         if not batched:
             return x.reshape(T, D * H), (h_n.reshape(L * D, H), c_n.reshape(L * D, H))
@@ -341,12 +263,6 @@ class LSTM(Module):
         if self.bidirectional:
             s += ", bidirectional=True"
         return s
-
-
-def _dropout(x: Tensor, p: float) -> Tensor:
-    from nn import functional as F
-
-    return F.dropout(x, p, training=True)
 
 
 __all__ = ["LSTMCell", "LSTM", "LSTMCellFunction", "lstm_cell", "lstm_cell_reference"]

@@ -310,13 +310,13 @@ def test_gradcheck_and_anomaly_detection_on_device(cuda):
 
 
 def test_fused_ops_dispatch_to_the_cuda_kernels_for_device_arrays(cuda):
-    from engine.kernels import switch
+    from engine import kernels
 
     x = engine.randn(2, 3, device="cuda")
     with engine.use_fused(True):
-        assert switch.implementation(x.data) == "cuda"
-        assert switch.implementation(x.cpu().data) == "cpu"
-    assert switch.implementation(x.data) == "reference"
+        assert kernels.select(x.data).__name__ == "engine.kernels.cuda"
+        assert kernels.select(x.cpu().data).__name__ == "engine.kernels.cpu"
+    assert kernels.select(x.data) is kernels.reference
 
 
 # ----------------------------------------------------------------------------- nn layers
@@ -869,13 +869,13 @@ FUSED_CASES = {
         x, engine.tensor([4, -100, 0], device=x.device), label_smoothing=0.2), [(3, 5)]),
     "cross_entropy_none": (lambda x: losses.cross_entropy(
         x, engine.tensor([1, 2, 0], device=x.device), reduction="none"), [(3, 4)]),
-    "layer_norm": (lambda x, w, b: engine.kernels.layer_norm(x, 5, w, b), [(3, 5), (5,),
-                                                                            (5,)]),
-    "layer_norm_plain": (lambda x: engine.kernels.layer_norm(x, (2, 3)), [(2, 2, 3)]),
-    "attention": (lambda q, k, v: engine.kernels.scaled_dot_product_attention(
+    "layer_norm": (lambda x, w, b: engine.layer_norm(x, 5, w, b), [(3, 5), (5,),
+                                                                    (5,)]),
+    "layer_norm_plain": (lambda x: engine.layer_norm(x, (2, 3)), [(2, 2, 3)]),
+    "attention": (lambda q, k, v: engine.scaled_dot_product_attention(
         q, k, v, is_causal=True, key_padding_mask=engine.tensor(_kpm, device=q.device),
         need_weights=True), [(2, 1, 3, 4), (2, 1, 3, 4), (2, 1, 3, 4)]),
-    "attention_bias_dropout": (lambda q, k, v, m: engine.kernels.scaled_dot_product_attention(
+    "attention_bias_dropout": (lambda q, k, v, m: engine.scaled_dot_product_attention(
         q, k, v, attn_mask=m, dropout_p=0.3), [(1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4),
                                                (3, 3)]),
     "mha": (lambda x: nn.MultiheadAttention(4, 2).to(x.device, x.dtype)(

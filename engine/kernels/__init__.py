@@ -1,30 +1,97 @@
-"""Fused ops: softmax, log-softmax, cross-entropy, layer norm, scaled dot-product attention.
+"""The array code of the fused ops, in three implementations, and the switch between them.
 
-Each op has three implementations behind one dispatch point (:mod:`engine.kernels.api`):
+The fused ops are softmax, log-softmax, cross-entropy, layer norm and scaled dot-product
+attention; their Functions live in :mod:`engine.ops`. Each implementation is a module with
+the same array-level functions (``softmax_forward(xp, x, axis, log)``,
+``attention_backward(xp, saved, ...)``, ...):
 
-- ``reference`` (:mod:`engine.kernels.reference`): the literal formula in array code,
-  forward and backward, on NumPy or CuPy; what ``engine.use_fused(False)`` runs. Its
-  backward formulas also run on Tensors, so second derivatives work through it.
-- ``cpu`` (:mod:`engine.kernels.cpu`): Numba ``@njit`` kernels, parallel over rows (over
-  heads for attention, whose matrix products stay on BLAS), compiled once and cached.
-- ``cuda`` (:mod:`engine.kernels.cuda`): Numba CUDA kernels launched on CuPy arrays (matrix
-  products on cuBLAS); tested without a GPU under Numba's CUDA simulator.
+- :mod:`engine.kernels.reference`: the literal formula in array code, forward and backward,
+  on NumPy or CuPy. Its backward formulas also run on Tensors, so second derivatives work
+  through it. This is what the docs show and what the others are tested against.
+- :mod:`engine.kernels.cpu`: Numba ``@njit`` kernels, parallel over rows (over heads for
+  attention, whose matrix products stay on BLAS), compiled once and cached.
+- :mod:`engine.kernels.cuda`: Numba CUDA kernels launched on CuPy arrays (matrix products on
+  cuBLAS); tested without a GPU under Numba's CUDA simulator.
 
-Fused is the default for float32 and float64 data (other dtypes take the reference);
-``engine.use_fused(False)`` (also a context manager) forces the reference path everywhere.
-Fused softmax and log-softmax are differentiable twice; the other fused ops once (their
-backward uses saved intermediates): under ``create_graph`` they ask for ``use_fused(False)``.
+:func:`select` picks one for the arrays at hand: the fused kernels for float32 and float64
+data, the reference for other dtypes and whenever ``engine.use_fused(False)`` (a call, or a
+context manager) is in force. The fused softmax and log-softmax are differentiable twice;
+the other fused ops once (their backward uses saved intermediates): under ``create_graph``
+they ask for ``use_fused(False)``. In attention, a query whose keys are all masked gets
+probabilities 0 and an output of 0 on every implementation, never NaN.
 
-In attention, a query whose keys are all masked gets probabilities 0 and an output of 0 on
-every path, never NaN.
+This package holds array code only: it imports nothing from :mod:`engine.ops`.
 """
 
-from engine.kernels.switch import fused_enabled, implementation, use_fused
-from engine.kernels.api import (
-    cross_entropy, layer_norm, log_softmax, scaled_dot_product_attention, softmax,
-)
+from __future__ import annotations
 
-__all__ = [
-    "use_fused", "fused_enabled", "implementation", "softmax", "log_softmax",
-    "cross_entropy", "layer_norm", "scaled_dot_product_attention",
-]
+import importlib
+import threading
+
+import numpy as np
+
+from engine import backend
+from engine.kernels import reference
+
+FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _Switch(threading.local):
+    """Per thread, as PyTorch's grad mode: a thread sees the class default (fused on)
+    until it sets its own."""
+
+    fused = True
+
+
+_switch = _Switch()
+
+
+class use_fused:
+    """Turn the fused kernels on or off for this thread: at once when called, and, used as
+    a context manager, back to the previous setting on exit::
+
+        engine.use_fused(False)            # from now on
+        with engine.use_fused(False):      # only inside the block
+            ...
+
+    Another thread keeps its own setting; a new thread starts with the fused kernels on.
+    """
+
+    def __init__(self, flag: bool = True):
+        self._previous = _switch.fused
+        _switch.fused = bool(flag)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _switch.fused = self._previous
+        return False
+
+
+def fused_enabled() -> bool:
+    """True when fused ops run their Numba kernels in this thread (the default)."""
+    return _switch.fused
+
+
+_FUSED = {}          # "cpu" / "cuda" -> module, imported on first use (they load Numba)
+
+
+def select(*arrays):
+    """The implementation module that serves ``arrays`` (None entries are ignored):
+    :mod:`~engine.kernels.reference` when fusion is off in this thread or a dtype is not
+    float32 or float64, else :mod:`~engine.kernels.cpu` for NumPy arrays and
+    :mod:`~engine.kernels.cuda` for CuPy arrays."""
+    if not _switch.fused:
+        return reference
+    for a in arrays:
+        if a is not None and a.dtype not in FUSED_DTYPES:
+            return reference
+    name = "cuda" if backend.is_cuda_array(arrays[0]) else "cpu"
+    module = _FUSED.get(name)
+    if module is None:
+        module = _FUSED[name] = importlib.import_module(f"engine.kernels.{name}")
+    return module
+
+
+__all__ = ["use_fused", "fused_enabled", "select", "reference", "FUSED_DTYPES"]

@@ -1,135 +1,81 @@
-"""The reference forms of the fused ops: each formula written literally in array code.
+"""The reference implementation of the fused ops: each formula written literally in array code.
 
-These are the oracle the Numba kernels are tested against and what ``engine.use_fused(False)``
-runs. They work on NumPy and CuPy arrays alike (``ctx.xp``), and every backward recomputes
-what it needs from the saved inputs and outputs with ``ctx.xp`` functions, so under
-``create_graph=True`` the same formula runs on Tensors and is differentiated again.
+The oracle the Numba kernels are tested against, and what ``engine.use_fused(False)`` runs.
+Every function takes the array module ``xp`` first and works on NumPy and CuPy arrays alike.
+Each forward returns what its backward needs (``saved``); here that is the op's inputs, and
+every backward recomputes its intermediates from them with ``xp`` functions, so that under
+``create_graph=True`` (``xp`` the Tensor namespace, the saved inputs Tensors) the same
+formula runs on Tensors and is differentiated again. The formulas: docs/formulas.md.
 """
 
 from __future__ import annotations
 
-from engine.function import Function
-from engine.ops.utils import normalize_axis, sum_to
+from engine import backend
 
 
 # ---------------------------------------------------------------- softmax, log-softmax
-class Softmax(Function):
-    """yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m),  m = maxⱼ xⱼ
-
-    gx = y ⊙ (gy - Σⱼ gyⱼ yⱼ)   (the Jacobian diag(y) - y yᵀ applied to gy)
-    """
-
-    @staticmethod
-    def forward(ctx, x, axis=-1):
-        xp = ctx.xp
-        ctx.axis = normalize_axis(axis, x.ndim, "softmax")
-        e = xp.exp(x - x.max(axis=ctx.axis, keepdims=True))
-        y = e / e.sum(axis=ctx.axis, keepdims=True)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        (y,) = ctx.saved_tensors
-        return softmax_backward(y, gy, ctx.axis)
-
-
-class LogSoftmax(Function):
-    """yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m),  m = maxⱼ xⱼ
-
-    gx = gy - exp(y) ⊙ Σⱼ gyⱼ   (softmax = exp(y))
-    """
-
-    @staticmethod
-    def forward(ctx, x, axis=-1):
-        ctx.axis = normalize_axis(axis, x.ndim, "log_softmax")
-        y = log_softmax_array(ctx.xp, x, ctx.axis)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        (y,) = ctx.saved_tensors
-        return log_softmax_backward(ctx.xp, y, gy, ctx.axis)
-
-
-def log_softmax_array(xp, x, axis: int):
-    """x - m - log Σ exp(x - m) along ``axis`` (arrays or Tensors)."""
+def log_softmax(xp, x, axis: int):
+    """x - m - log Σ exp(x - m) along ``axis``, m the max (arrays or Tensors)."""
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def softmax_backward(y, gy, axis: int):
-    """gx = y ⊙ (gy - Σ gy y)."""
+def softmax_forward(xp, x, axis: int, log: bool):
+    """yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m = maxⱼ xⱼ (or its log, xᵢ - m - log Σⱼ ...)."""
+    if log:
+        return log_softmax(xp, x, axis)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(xp, y, gy, axis: int, log: bool):
+    """softmax: gx = y ⊙ (gy - Σⱼ gyⱼ yⱼ) (the Jacobian diag(y) - y yᵀ applied to gy);
+    log-softmax: gx = gy - exp(y) ⊙ Σⱼ gyⱼ (softmax = exp(y))."""
+    if log:
+        return gy - xp.exp(y) * gy.sum(axis=axis, keepdims=True)
     return y * (gy - (gy * y).sum(axis=axis, keepdims=True))
 
 
-def log_softmax_backward(xp, y, gy, axis: int):
-    """gx = gy - exp(y) ⊙ Σ gy."""
-    return gy - xp.exp(y) * gy.sum(axis=axis, keepdims=True)
-
-
 # ---------------------------------------------------------------- cross-entropy
-def cross_entropy_weights(xp, target, num_classes: int, dtype, ignore_index: int,
-                          label_smoothing: float, reduction: str):
-    """The target distribution w (N, C), scaled by the reduction, and the valid-row count.
+def cross_entropy_forward(xp, x, target, ignore_index: int, smoothing: float):
+    """Per-row losses of logits x (N, C) at class indices t (N,), label smoothing ε:
 
-    wᵢ = ((1 - ε) onehot(tᵢ) + ε / C) · [tᵢ ≠ ignore_index] · r,  r = 1/n_valid for 'mean'
-    (1 otherwise), so that the loss is Σᵢ -⟨wᵢ, log pᵢ⟩ and its gradient pᵢ Σ_c wᵢc - wᵢ.
+    log pᵢ = log_softmax(xᵢ);  ℓᵢ = -(1 - ε) log pᵢ,tᵢ - (ε / C) Σ_c log pᵢc
+    (0 where tᵢ is ``ignore_index``). Returns ℓ (N,) and ``(x,)``.
     """
+    c = x.shape[1]
     valid = target != ignore_index
-    n_valid = int(valid.sum())
+    logp = log_softmax(xp, x, 1)
+    picked = xp.take_along_axis(logp, xp.where(valid, target, 0)[:, None], axis=1)[:, 0]
+    loss = -(1.0 - smoothing) * picked
+    if smoothing:
+        loss = loss - (smoothing / c) * logp.sum(axis=1)
+    return xp.where(valid, loss, x.dtype.type(0)), (x,)
+
+
+def target_distribution(target, num_classes: int, dtype, ignore_index: int,
+                        smoothing: float):
+    """wᵢ = ((1 - ε) onehot(tᵢ) + ε / C) · [tᵢ ≠ ignore_index], (N, C): the loss is
+    ℓᵢ = -⟨wᵢ, log pᵢ⟩. An array of the target's module (a constant, also under
+    ``create_graph``)."""
+    xp = backend.array_module(target)
+    valid = target != ignore_index
     w = xp.zeros((target.shape[0], num_classes), dtype=dtype)
     rows = xp.arange(target.shape[0])
-    w[rows[valid], target[valid]] = 1.0 - label_smoothing
-    w += label_smoothing / num_classes
+    w[rows[valid], target[valid]] = 1.0 - smoothing
+    w += smoothing / num_classes
     w *= valid[:, None]
-    if reduction == "mean" and n_valid:     # every row ignored: loss NaN, gradient 0
-        w *= 1.0 / n_valid
-    return w, valid, n_valid
+    return w
 
 
-class CrossEntropy(Function):
-    """Cross-entropy of logits x (N, C) with class indices t (N,), label smoothing ε.
-
-    log pᵢ = log_softmax(xᵢ);  ℓᵢ = -(1 - ε) log pᵢ,tᵢ - (ε / C) Σ_c log pᵢc  (0 where tᵢ is
-    ignore_index); 'mean' divides Σᵢ ℓᵢ by the number of rows not ignored.
-
-    With wᵢ the target distribution above (see ``cross_entropy_weights``):
-    gxᵢ = gℓᵢ · (pᵢ Σ_c wᵢc - wᵢ)   (softmax minus target, the classic "ŷ - y")
-    """
-
-    @staticmethod
-    def forward(ctx, x, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
-        xp = ctx.xp
-        n, c = x.shape
-        w, valid, n_valid = cross_entropy_weights(
-            xp, target, c, x.dtype, ignore_index, label_smoothing, reduction)
-        logp = log_softmax_array(xp, x, 1)
-        picked = xp.take_along_axis(logp, xp.where(valid, target, 0)[:, None], axis=1)[:, 0]
-        loss = -(1.0 - label_smoothing) * picked
-        if label_smoothing:
-            loss = loss - (label_smoothing / c) * logp.sum(axis=1)
-        loss = xp.where(valid, loss, x.dtype.type(0))
-        ctx.weights = w
-        ctx.reduction = reduction
-        ctx.save_for_backward(x)
-        if reduction == "none":
-            return loss
-        total = loss.sum()
-        if reduction == "mean":
-            total = total / x.dtype.type(n_valid) if n_valid else x.dtype.type("nan")
-        return xp.asarray(total, dtype=x.dtype)
-
-    @staticmethod
-    def backward(ctx, gl):
-        (x,) = ctx.saved_tensors
-        xp = ctx.xp
-        w = ctx.weights
-        p = xp.exp(log_softmax_array(xp, x, 1))
-        g = gl.reshape(gl.shape + (1,)) if ctx.reduction == "none" else gl
-        gx = (p * w.sum(axis=1, keepdims=True) - w) * g
-        return gx, None
+def cross_entropy_backward(xp, saved, target, g, ignore_index: int, smoothing: float):
+    """gxᵢ = gᵢ · (pᵢ Σ_c wᵢc - wᵢ) (softmax minus target, the classic "ŷ - y"), with
+    wᵢ from :func:`target_distribution` and g the upstream gradient of ℓ, (N,) or one
+    value for every row."""
+    (x,) = saved
+    w = target_distribution(target, x.shape[1], x.dtype, ignore_index, smoothing)
+    p = xp.exp(log_softmax(xp, x, 1))
+    return (p * w.sum(axis=1, keepdims=True) - w) * g.reshape(g.shape + (1,))
 
 
 # ---------------------------------------------------------------- layer norm
@@ -141,42 +87,43 @@ def layer_norm_stats(xp, x, axes: tuple, eps: float):
     return mean, rstd, xc * rstd
 
 
-class LayerNorm(Function):
-    """y = x̂ ⊙ γ + β,  x̂ = (x - μ) / √(σ² + eps), μ and σ² (biased) over the last axes.
+def layer_norm_forward(xp, x, weight, bias, n_axes: int, eps: float):
+    """y = x̂ ⊙ γ + β,  x̂ = (x - μ) / √(σ² + eps), μ and σ² (biased) over the last
+    ``n_axes`` axes; γ, β (the normalized shape) or None. Returns y and ``(x, γ)``."""
+    _, _, xhat = layer_norm_stats(xp, x, tuple(range(x.ndim - n_axes, x.ndim)), eps)
+    y = xhat
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y, (x, weight)
 
-    g_x̂ = gy ⊙ γ;  gx = rstd · (g_x̂ - mean(g_x̂) - x̂ ⊙ mean(g_x̂ ⊙ x̂));
-    gγ = Σ_rows gy ⊙ x̂;  gβ = Σ_rows gy
-    """
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, n_axes=1, eps=1e-5):
-        xp = ctx.xp
-        ctx.axes = tuple(range(x.ndim - n_axes, x.ndim))
-        ctx.eps = eps
-        _, _, xhat = layer_norm_stats(xp, x, ctx.axes, eps)
-        y = xhat
-        if weight is not None:
-            y = y * weight
-        if bias is not None:
-            y = y + bias
-        ctx.save_for_backward(x, weight)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, weight = ctx.saved_tensors
-        axes = ctx.axes
-        _, rstd, xhat = layer_norm_stats(ctx.xp, x, axes, ctx.eps)
-        lead = tuple(range(x.ndim - len(axes)))
-        g_xhat = gy * weight if weight is not None else gy
-        gx = rstd * (g_xhat - g_xhat.mean(axis=axes, keepdims=True)
-                     - xhat * (g_xhat * xhat).mean(axis=axes, keepdims=True))
-        gw = (gy * xhat).sum(axis=lead) if ctx.needs_input_grad[1] else None
-        gb = gy.sum(axis=lead) if ctx.needs_input_grad[2] else None
-        return gx, gw, gb
+def layer_norm_backward(xp, saved, gy, n_axes: int, eps: float, needs: tuple):
+    """g_x̂ = gy ⊙ γ;  gx = rstd · (g_x̂ - mean(g_x̂) - x̂ ⊙ mean(g_x̂ ⊙ x̂));
+    gγ = Σ_rows gy ⊙ x̂;  gβ = Σ_rows gy  (None where ``needs`` is False)."""
+    x, weight = saved
+    axes = tuple(range(x.ndim - n_axes, x.ndim))
+    lead = tuple(range(x.ndim - n_axes))
+    _, rstd, xhat = layer_norm_stats(xp, x, axes, eps)
+    g_xhat = gy * weight if weight is not None else gy
+    gx = rstd * (g_xhat - g_xhat.mean(axis=axes, keepdims=True)
+                 - xhat * (g_xhat * xhat).mean(axis=axes, keepdims=True))
+    gw = (gy * xhat).sum(axis=lead) if needs[1] else None
+    gb = gy.sum(axis=lead) if needs[2] else None
+    return gx, gw, gb
 
 
 # ---------------------------------------------------------------- attention
+def attention_allowed(xp, keep, causal: bool, tq: int, tk: int):
+    """Where a query may attend: ``keep`` (bool, or None for everywhere), and under
+    ``causal`` only keys j ≤ i (top-left aligned, as PyTorch)."""
+    if not causal:
+        return keep
+    tril = xp.arange(tk)[None, :] <= xp.arange(tq)[:, None]
+    return tril if keep is None else keep & tril
+
+
 def attention_probs(xp, q, k, bias, allowed, scale: float):
     """P = softmax(S) with S = scale · Q Kᵀ + bias, entries not ``allowed`` at -inf.
 
@@ -195,48 +142,36 @@ def attention_probs(xp, q, k, bias, allowed, scale: float):
     return e / xp.where(z > 0, z, 1.0)
 
 
-class Attention(Function):
-    """out = dropout(P) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product)
+def attention_forward(xp, q, k, v, bias, keep, causal: bool, drop, scale: float):
+    """out = (P ⊙ D) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product)
 
-    Masked scores (``keep`` False, or j > i under ``causal``) are -inf before the softmax;
-    a row with every score masked gives P = 0 (see :func:`attention_probs`).
-    With D the dropout mask already divided by (1 - p) (all ones without dropout),
-    P̃ = P ⊙ D:  gV = P̃ᵀ gout;  gP = (gout Vᵀ) ⊙ D (+ the gradient of the returned P);
-    gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);  gQ = scale · gS K;  gK = scale · gSᵀ Q;  gbias = gS
-    (summed over broadcast axes).
+    q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv); ``bias`` (float) and ``keep`` (bool,
+    True = may attend) broadcast to the scores (..., Tq, Tk), or None; D the dropout mask
+    already divided by (1 - p), or None. Masked scores (``keep`` False, or j > i under
+    ``causal``) are -inf before the softmax. Returns out, P and ``(q, k, v, bias, allowed)``.
     """
+    allowed = attention_allowed(xp, keep, causal, q.shape[-2], k.shape[-2])
+    p = attention_probs(xp, q, k, bias, allowed, scale)
+    pd = p * drop if drop is not None else p
+    return pd @ v, p, (q, k, v, bias, allowed)
 
-    @staticmethod
-    def forward(ctx, q, k, v, bias, keep=None, causal=False, drop=None, scale=1.0,
-                need_weights=False):
-        xp = ctx.xp
-        allowed = keep
-        if causal:      # query i attends to keys j <= i (top-left aligned, as PyTorch)
-            tq, tk = q.shape[-2], k.shape[-2]
-            tril = xp.arange(tk)[None, :] <= xp.arange(tq)[:, None]
-            allowed = tril if keep is None else keep & tril
-        p = attention_probs(xp, q, k, bias, allowed, scale)
-        pd = p * drop if drop is not None else p
-        out = pd @ v
-        ctx.allowed, ctx.drop, ctx.scale = allowed, drop, scale
-        ctx.bias_shape = None if bias is None else bias.shape
-        ctx.save_for_backward(q, k, v, bias)
-        return (out, p) if need_weights else out
 
-    @staticmethod
-    def backward(ctx, gout, gp_weights=None):
-        q, k, v, bias = ctx.saved_tensors
-        xp, scale, drop = ctx.xp, ctx.scale, ctx.drop
-        p = attention_probs(xp, q, k, bias, ctx.allowed, scale)
-        pd = p * drop if drop is not None else p
-        gv = pd.swapaxes(-1, -2) @ gout if ctx.needs_input_grad[2] else None
-        gp = gout @ v.swapaxes(-1, -2)
-        if drop is not None:
-            gp = gp * drop
-        if gp_weights is not None:
-            gp = gp + gp_weights
-        gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
-        gq = (gs @ k) * scale if ctx.needs_input_grad[0] else None
-        gk = (gs.swapaxes(-1, -2) @ q) * scale if ctx.needs_input_grad[1] else None
-        gbias = sum_to(gs, ctx.bias_shape) if ctx.needs_input_grad[3] else None
-        return gq, gk, gv, gbias
+def attention_backward(xp, saved, gout, gp_weights, causal: bool, drop, scale: float,
+                       needs: tuple):
+    """With P̃ = P ⊙ D:  gV = P̃ᵀ gout;  gP = (gout Vᵀ) ⊙ D (+ the gradient of the returned
+    P);  gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);  gQ = scale · gS K;  gK = scale · gSᵀ Q.
+    Returns gq, gk, gv (None where ``needs`` is False) and gS, the gradient of the scores
+    (of the bias before it is summed over broadcast axes)."""
+    q, k, v, bias, allowed = saved
+    p = attention_probs(xp, q, k, bias, allowed, scale)
+    pd = p * drop if drop is not None else p
+    gv = pd.swapaxes(-1, -2) @ gout if needs[2] else None
+    gp = gout @ v.swapaxes(-1, -2)
+    if drop is not None:
+        gp = gp * drop
+    if gp_weights is not None:
+        gp = gp + gp_weights
+    gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))
+    gq = (gs @ k) * scale if needs[0] else None
+    gk = (gs.swapaxes(-1, -2) @ q) * scale if needs[1] else None
+    return gq, gk, gv, gs

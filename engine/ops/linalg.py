@@ -1,9 +1,12 @@
-"""Matrix product with NumPy's ``matmul`` rules (batched, broadcast batch axes, 1-D cases)."""
+"""Matrix products: ``matmul`` with NumPy's rules (batched, broadcast batch axes, 1-D
+cases), and the linear layer's y = x Wᵀ + b."""
 
 from __future__ import annotations
 
+from engine import checks
 from engine.function import Function
 from engine.ops.utils import sum_to
+from engine.tensor import Tensor
 
 
 class MatMul(Function):
@@ -51,3 +54,50 @@ class MatMul(Function):
 def matmul(a, b):
     """a @ b with NumPy's rules."""
     return MatMul.apply(a, b)
+
+
+class Linear(Function):
+    """y = x Wᵀ + b  over the last axis of x (any leading axes, flattened to M rows)
+    (docs/formulas.md, F8 the neuron)
+
+    gx = gy W,   gW = gyᵀ x,   gb = Σ_rows gy
+    """
+
+    @staticmethod
+    def forward(ctx, x, W, b=None):
+        if x.shape[-1:] != W.shape[1:]:
+            raise ValueError(f"linear: input {x.shape} does not fit weight {W.shape} "
+                             f"(last axis {x.shape[-1:]} vs in_features {W.shape[1]})")
+        ctx.x_shape = x.shape
+        ctx.save_for_backward(x, W)
+        x2 = x.reshape(-1, W.shape[1])                     # (..., in) -> (M, in)
+        y = x2 @ W.swapaxes(-1, -2)                         # (M, out)
+        if b is not None:
+            y = y + b
+        return y.reshape(x.shape[:-1] + (W.shape[0],))
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, W = ctx.saved_tensors
+        out_f, in_f = W.shape
+        gy2 = gy.reshape(-1, out_f)                         # (..., out) -> (M, out)
+        gx = gW = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = (gy2 @ W).reshape(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            gW = gy2.swapaxes(-1, -2) @ x.reshape(-1, in_f)
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            gb = gy2.sum(axis=0)
+        return (gx, gW, gb)[:len(ctx.needs_input_grad)]
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x Wᵀ + b, with W of shape (out_features, in_features)."""
+    checks.same_dtype("linear", input=input, weight=weight, bias=bias)
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
+    if bias is None:
+        return Linear.apply(input, weight)
+    return Linear.apply(input, weight, bias)

@@ -266,3 +266,8 @@ def pad(x, pad_width, value: float = 0.0):
     if len(pad_width) != ndim or any(len(p) != 2 or min(p) < 0 for p in pad_width):
         raise ValueError(f"pad: pad_width {pad_width} does not fit shape {tuple(x.shape)}")
     return Pad.apply(x, pad_width=pad_width, value=value)
+
+
+def to_device(x, device: str):
+    """Copy to a device (differentiable: the gradient comes back to the source device)."""
+    return ToDevice.apply(x, device=device)

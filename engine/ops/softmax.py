@@ -1,10 +1,59 @@
-"""Softmax and log-softmax: the engine's entry points, dispatched to the fused kernels.
+"""Softmax and log-softmax along one axis: one Function each, served by the fused kernels.
 
-The literal formulas live in :mod:`engine.kernels.reference` (``Softmax``, ``LogSoftmax``);
-``engine.use_fused(False)`` makes these functions run them.
+Each Function's forward and backward call the implementation :func:`engine.kernels.select`
+picks (the Numba kernels, or the literal formula under ``engine.use_fused(False)``). Both
+save only their output, so under ``create_graph`` the backward runs the reference formula on
+Tensors and is differentiated again, whichever implementation ran the forward.
 """
 
-from engine.kernels.api import log_softmax, softmax
-from engine.kernels.reference import LogSoftmax, Softmax
+from __future__ import annotations
 
-__all__ = ["Softmax", "LogSoftmax", "softmax", "log_softmax"]
+from engine import checks, kernels
+from engine.function import Function
+from engine.kernels import reference
+from engine.ops.utils import normalize_axis
+from engine.tensor import Tensor
+
+
+class Softmax(Function):
+    """yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m),  m = maxⱼ xⱼ   (docs/formulas.md, F7 softmax)
+
+    gx = y ⊙ (gy - Σⱼ gyⱼ yⱼ)   (the Jacobian diag(y) - y yᵀ applied to gy)
+    """
+
+    log = False
+    op = "softmax"
+
+    @classmethod
+    def forward(cls, ctx, x, axis=-1):
+        ctx.axis = normalize_axis(axis, x.ndim, cls.op)
+        ctx.impl = kernels.select(x)
+        y = ctx.impl.softmax_forward(ctx.xp, x, ctx.axis, cls.log)
+        ctx.save_for_backward(y)
+        return y
+
+    @classmethod
+    def backward(cls, ctx, gy):
+        (y,) = ctx.saved_tensors
+        impl = reference if isinstance(gy, Tensor) else ctx.impl
+        return impl.softmax_backward(ctx.xp, y, gy, ctx.axis, cls.log)
+
+
+class LogSoftmax(Softmax):
+    """yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m),  m = maxⱼ xⱼ
+
+    gx = gy - exp(y) ⊙ Σⱼ gyⱼ   (softmax = exp(y))
+    """
+
+    log = True
+    op = "log_softmax"
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """Softmax along ``axis``: yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m the max."""
+    return Softmax.apply(checks.tensor("softmax", "x", x), axis=axis)
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """Log-softmax along ``axis``: yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m)."""
+    return LogSoftmax.apply(checks.tensor("log_softmax", "x", x), axis=axis)

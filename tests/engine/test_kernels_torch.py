@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import engine
-from engine import kernels
 from engine import Tensor
 
 torch = pytest.importorskip("torch")
@@ -67,10 +66,10 @@ def test_cross_entropy(path, dtype, reduction, smoothing):
     x = rng.standard_normal((6, 10)) * 3
     t = np.array([0, 9, -100, 3, 3, 7])
     kw = dict(reduction=reduction, label_smoothing=smoothing)
-    compare(lambda a: kernels.cross_entropy(a, t, **kw),
+    compare(lambda a: engine.cross_entropy(a, t, **kw),
             lambda a: F.cross_entropy(a, torch.tensor(t), **kw), [x], dtype)
     t2 = np.array([[0, 2], [1, 1]])                  # (N, C, d) logits, other ignore_index
-    compare(lambda a: kernels.cross_entropy(a, t2, ignore_index=1, **kw),
+    compare(lambda a: engine.cross_entropy(a, t2, ignore_index=1, **kw),
             lambda a: F.cross_entropy(a, torch.tensor(t2), ignore_index=1, **kw),
             [rng.standard_normal((2, 3, 2))], dtype)
 
@@ -80,9 +79,9 @@ def test_layer_norm(path, dtype):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 4, 64)) * 2 + 1
     w, b = rng.standard_normal(64), rng.standard_normal(64)
-    compare(lambda a, w_, b_: kernels.layer_norm(a, 64, w_, b_),
+    compare(lambda a, w_, b_: engine.layer_norm(a, 64, w_, b_),
             lambda a, w_, b_: F.layer_norm(a, (64,), w_, b_), [x, w, b], dtype)
-    compare(lambda a: kernels.layer_norm(a, (4, 64), eps=1.0),
+    compare(lambda a: engine.layer_norm(a, (4, 64), eps=1.0),
             lambda a: F.layer_norm(a, (4, 64), eps=1.0), [x], dtype)
 
 
@@ -105,11 +104,11 @@ def test_scaled_dot_product_attention(path, dtype, mask):
         kwt["attn_mask"] = torch.tensor(bool_mask & np.tri(5, 7, dtype=bool))
     if mask == "float":
         m = rng.standard_normal((3, 5, 7))
-        compare(lambda a, b, c, m_: kernels.scaled_dot_product_attention(a, b, c, attn_mask=m_),
+        compare(lambda a, b, c, m_: engine.scaled_dot_product_attention(a, b, c, attn_mask=m_),
                 lambda a, b, c, m_: F.scaled_dot_product_attention(a, b, c, attn_mask=m_),
                 [q, k, v, m], dtype)
         return
-    compare(lambda *a: kernels.scaled_dot_product_attention(*a, scale=0.4, **kw),
+    compare(lambda *a: engine.scaled_dot_product_attention(*a, scale=0.4, **kw),
             lambda *a: F.scaled_dot_product_attention(*a, scale=0.4, **kwt), [q, k, v], dtype)
 
 
@@ -118,6 +117,6 @@ def test_key_padding_mask_matches_torch_multihead_convention(path):
     q, k, v = (rng.standard_normal((2, 2, 4, 6)) for _ in range(3))
     kpm = np.array([[False, False, False, True], [False, True, True, True]])
     allowed = torch.tensor(~kpm)[:, None, None, :]
-    compare(lambda *a: kernels.scaled_dot_product_attention(*a, key_padding_mask=kpm),
+    compare(lambda *a: engine.scaled_dot_product_attention(*a, key_padding_mask=kpm),
             lambda *a: F.scaled_dot_product_attention(*a, attn_mask=allowed), [q, k, v],
             np.float64)

@@ -1,4 +1,4 @@
-"""2-D max and average pooling, as ``torch.nn.MaxPool2d`` / ``torch.nn.AvgPool2d``.
+"""2-D max and average pooling (``torch.nn.functional.max_pool2d`` / ``avg_pool2d``).
 
 A pooling window at output (i, j) reads the kernel taps (a, b) of the padded input:
 ``xpad[…, i·sh + a·dh, j·sw + b·dw]``. For each tap the values over all outputs are one
@@ -16,11 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine import backend
+from engine import backend, checks
 from engine.function import Function
+from engine.ops.conv import crop_hw, pad_hw
 from engine.tensor import Tensor
-from nn.conv import _pair, crop_hw, pad_hw
-from nn.module import Module
 
 
 class PoolGeometry(NamedTuple):
@@ -59,11 +58,11 @@ def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
 
 def _geometry(op: str, x_shape, kernel_size, stride, padding, dilation,
               ceil_mode: bool) -> PoolGeometry:
-    kernel = _pair(kernel_size, "kernel_size", op)
+    kernel = checks.pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None or stride == () or stride == [] else \
-        _pair(stride, "stride", op)
-    pad = _pair(padding, "padding", op)
-    dil = _pair(dilation, "dilation", op)
+        checks.pair(op, "stride", stride)
+    pad = checks.pair(op, "padding", padding)
+    dil = checks.pair(op, "dilation", dilation)
     if min(kernel) < 1 or min(stride) < 1 or min(dil) < 1 or min(pad) < 0:
         raise ValueError(f"{op}: kernel_size {kernel}, stride {stride} and dilation {dil} "
                          f"must be positive and padding {pad} non-negative")
@@ -81,14 +80,6 @@ def _geometry(op: str, x_shape, kernel_size, stride, padding, dilation,
         out.append(o)
         pads += [p, p + extra]
     return PoolGeometry(kernel, stride, dil, tuple(pads), (h, w), tuple(out))
-
-
-def _check_input(op: str, x: Tensor) -> None:
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{op}: expected a 3-D (unbatched) or 4-D (batched) input, got "
-                         f"shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating input, got {x.dtype}")
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -183,7 +174,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     """Max over (dilated) windows of (N, C, H, W) or (C, H, W) ``input``; ``stride``
     defaults to ``kernel_size``; implicit padding is -inf. With ``return_indices`` also the
     flat index h·W + w of each max in its input plane (int64)."""
-    _check_input("max_pool2d", input)
+    checks.image("max_pool2d", input)
     geo = _geometry("max_pool2d", input.shape, kernel_size, stride, padding, dilation,
                     ceil_mode)
     y = MaxPool2dFunction.apply(input, geo=geo)
@@ -277,53 +268,9 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
     """Mean over windows of (N, C, H, W) or (C, H, W) ``input``; ``stride`` defaults to
     ``kernel_size``; zero padding counted in the mean unless ``count_include_pad=False``."""
-    _check_input("avg_pool2d", input)
+    checks.image("avg_pool2d", input)
     geo = _geometry("avg_pool2d", input.shape, kernel_size, stride, padding, 1, ceil_mode)
     divisor = _divisor(geo, count_include_pad, divisor_override, input.dtype)
     if not isinstance(divisor, float):
         divisor = backend.to_device(divisor, input.device)
     return AvgPool2dFunction.apply(input, geo=geo, divisor=divisor)
-
-
-class MaxPool2d(Module):
-    """Max pooling layer (``stride`` defaults to ``kernel_size``)."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
-        self.dilation = dilation
-        self.return_indices = return_indices
-        self.ceil_mode = ceil_mode
-
-    def forward(self, input: Tensor):
-        return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                          self.ceil_mode, self.return_indices)
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, "
-                f"ceil_mode={self.ceil_mode}")
-
-
-class AvgPool2d(Module):
-    """Average pooling layer (``stride`` defaults to ``kernel_size``)."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
-        self.ceil_mode = ceil_mode
-        self.count_include_pad = count_include_pad
-        self.divisor_override = divisor_override
-
-    def forward(self, input: Tensor) -> Tensor:
-        return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                          self.count_include_pad, self.divisor_override)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

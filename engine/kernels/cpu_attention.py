@@ -1,0 +1,173 @@
+"""Attention on the CPU: per head, Q Kᵀ on BLAS, one kernel pass, P V on BLAS.
+
+Per head (Tq × Tk scores, a few hundred KB: they stay in cache from one step to the next):
+Q Kᵀ on BLAS, then scale, bias, masks and softmax in one pass (a Numba kernel), then P V on
+BLAS. Heads are shared among threads (:func:`engine.threads.run_split`), each running BLAS
+on one thread, the way PyTorch's CPU attention works: BLAS's own thread pool, called 64
+times on small matrices, spins and stalls as soon as the cores are shared. With a causal
+mask the queries go in blocks, each multiplied only with the keys it can see (j ≤ i): the
+products shrink to about 5/8 of the full ones with four blocks.
+
+Arrays have four axes (G, H, T, ·) (:func:`engine.kernels.layout.grouped`); the formulas
+are in :mod:`engine.kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+from engine import threads
+from engine.kernels.cpu_math import JIT, exp_shifted_sum_inplace, row_dot, row_max
+
+
+@njit(nogil=True, **JIT)
+def _head_probs(s, i0, i1, nk, scale, bias, has_bias, keep, has_keep, causal):
+    """Rows i0:i1 of one head's scores ``s`` (Tq, Tk; keys :nk computed) become
+    probabilities (the whole head is passed so that its rows are known contiguous)."""
+    tk = s.shape[1]
+    ninf = s.dtype.type(-np.inf)
+    sc = s.dtype.type(scale)
+    for i in range(i0, i1):
+        row = s[i]
+        n = min(nk, i + 1) if causal else nk          # keys j < n may take part
+        for j in range(n):
+            row[j] *= sc
+        if has_bias:
+            br = bias[i]
+            for j in range(n):
+                row[j] += br[j]
+        if has_keep:
+            kr = keep[i]
+            for j in range(n):
+                row[j] = row[j] if kr[j] else ninf
+        m = row_max(row, n)
+        if m == ninf:                                 # every key masked: P = 0, no NaN
+            row[:] = 0
+            continue
+        inv = s.dtype.type(1) / exp_shifted_sum_inplace(row, m, n)
+        for j in range(n):
+            row[j] *= inv
+        for j in range(n, tk):
+            row[j] = 0
+
+
+@njit(nogil=True, **JIT)
+def _head_grad_scores(p, gp, i0, i1, nk, drop, has_drop, causal):
+    """Rows i0:i1 of one head: gp = ∂L/∂P becomes gS = P ⊙ (gP̃ - Σⱼ gP̃ⱼ Pⱼ), gP̃ = gP ⊙ D."""
+    tk = p.shape[1]
+    for i in range(i0, i1):
+        pr, gr = p[i], gp[i]
+        n = min(nk, i + 1) if causal else nk
+        if has_drop:
+            dr = drop[i]
+            for j in range(n):
+                gr[j] *= dr[j]
+        d = row_dot(gr, pr, n)
+        for j in range(n):
+            gr[j] = pr[j] * (gr[j] - d)
+        for j in range(n, tk):
+            gr[j] = 0
+
+
+def _blocks(tq: int, tk: int, causal: bool) -> list:
+    """(i0, i1, n): query rows i0:i1 need keys :n."""
+    if not causal:
+        return [(0, tq, tk)]
+    nb = min(4, tq)
+    edges = [tq * b // nb for b in range(nb + 1)]
+    return [(edges[b], edges[b + 1], min(tk, edges[b + 1])) for b in range(nb)
+            if edges[b + 1] > edges[b]]
+
+
+def _head(a, g: int, h: int):
+    """Head (g, h) of a (G, H, Tq, Tk) array, or None."""
+    return None if a is None else a[g, h]
+
+
+def forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
+    """out = (P ⊙ D) V and P = softmax(scale Q Kᵀ + bias, masked), per head.
+
+    q (G, H, Tq, D), k (G, H, Tk, D), v (G, H, Tk, Dv); ``bias`` (float), ``keep`` (bool,
+    True = takes part) and ``drop`` (the dropout mask over 1 - p) are (G, H, Tq, Tk)
+    arrays or views (broadcast ones included), or None.
+    """
+    ng, nh, tq, tk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    p = np.empty((ng, nh, tq, tk), dtype=q.dtype)
+    out = np.empty((ng, nh, tq, v.shape[3]), dtype=q.dtype)
+    dummy_f = np.zeros((1, 1), dtype=q.dtype)
+    dummy_b = np.ones((1, 1), dtype=np.bool_)
+    blocks = _blocks(tq, tk, causal)
+
+    def heads(lo: int, hi: int) -> None:
+        for r in range(lo, hi):
+            g, h = divmod(r, nh)
+            b, kp = _head(bias, g, h), _head(keep, g, h)
+            for i0, i1, n in blocks:
+                pb = p[g, h, i0:i1, :n]
+                np.matmul(q[g, h, i0:i1], k[g, h, :n].T, out=pb)
+                _head_probs(p[g, h], i0, i1, n, scale, dummy_f if b is None else b,
+                            b is not None, dummy_b if kp is None else kp, kp is not None,
+                            causal)
+                if drop is not None:
+                    pb = pb * drop[g, h, i0:i1, :n]
+                np.matmul(pb, v[g, h, :n], out=out[g, h, i0:i1])
+
+    _over_heads(heads, ng * nh, tq * tk)
+    return out, p
+
+
+def backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra, needs: tuple):
+    """gq, gk, gv (None where ``needs`` is False) and gS, per head (shapes as in
+    :func:`forward`; ``gp_extra`` is the gradient of the returned P, or None).
+
+    gV = (P ⊙ D)ᵀ gout;  gP = (gout Vᵀ) ⊙ D + gp_extra;  gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);
+    gQ = scale · gS K;  gK = scale · gSᵀ Q
+    """
+    ng, nh, tq, tk = p.shape
+    gs = np.empty_like(p)
+    gq = np.empty_like(q) if needs[0] else None
+    gk = np.zeros_like(k) if needs[1] else None
+    gv = np.zeros_like(v) if needs[2] else None
+    dummy = np.zeros((1, 1), dtype=q.dtype)
+    sc = q.dtype.type(scale)
+    blocks = _blocks(tq, tk, causal)
+
+    def heads(lo: int, hi: int) -> None:
+        for r in range(lo, hi):
+            g, h = divmod(r, nh)
+            dh = _head(drop, g, h)
+            for i0, i1, n in blocks:
+                pb, gsb = p[g, h, i0:i1, :n], gs[g, h, i0:i1, :n]
+                db = None if dh is None else dh[i0:i1, :n]
+                go = gout[g, h, i0:i1]
+                np.matmul(go, v[g, h, :n].T, out=gsb)             # gP
+                if gv is not None:
+                    gv[g, h, :n] += (pb if db is None else pb * db).T @ go
+                if gp_extra is not None:
+                    if db is not None:
+                        gsb *= db
+                    gsb += gp_extra[g, h, i0:i1, :n]
+                    db = None
+                _head_grad_scores(p[g, h], gs[g, h], i0, i1, n,
+                                  dummy if db is None else dh, db is not None, causal)
+                if gq is not None:
+                    np.matmul(gsb, k[g, h, :n], out=gq[g, h, i0:i1])
+                    gq[g, h, i0:i1] *= sc
+                if gk is not None:
+                    gk[g, h, :n] += gsb.T @ q[g, h, i0:i1]
+            if gk is not None:
+                gk[g, h] *= sc
+
+    _over_heads(heads, ng * nh, tq * tk)
+    return gq, gk, gv, gs
+
+
+def _over_heads(work, n_heads: int, head_size: int) -> None:
+    """Run ``work(lo, hi)`` over head ranges on ``numba.get_num_threads()`` threads; inline
+    when the work is small or BLAS cannot be held to one thread per worker."""
+    n_threads = min(numba.get_num_threads(), n_heads)
+    if n_threads < 2 or n_heads * head_size < 1 << 15 or \
+            not threads.run_split(work, n_heads, n_threads):
+        work(0, n_heads)
