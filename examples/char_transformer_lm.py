@@ -8,6 +8,8 @@ self-attention (position t attends to positions ≤ t), so all T predictions tra
                (pre-norm: x + MHA(LN(x)), x + FF(LN(x))) × L → LayerNorm → Linear
                → logits (N, T, vocab),   loss = mean_t -log p(c_{t+1} | c_{≤t})  (F5)
 
+(F5: the cross-entropy of docs/formulas.md.)
+
 ("Encoder" layers with a causal mask are exactly a GPT's decoder blocks: there is no
 second input to attend to.) The loss in nats per character is also reported as bits per
 character, bpc = loss / ln 2: the average number of bits an ideal coder driven by the

@@ -13,13 +13,13 @@ Linear takes 128·2·2 = 512 features. That number is not written by hand: it is
 passing one dummy image through the convolutional part (the articles' 128·28·28 did not
 match their own 224×224 input, which gives 128·56·56 after two poolings).
 
-Pixels are normalized with the training set's mean and standard deviation (as the
-articles normalize with ImageNet's). Beyond the articles' recipe: the learning rate decays
-along a cosine to 0 (F12), and the cross-entropy uses label smoothing 0.1 (the target puts
-0.9 + 0.1/10 on the true class and 0.1/10 on each other one), which keeps the network from
-becoming over-confident on 1,300 training images (the smoothed training loss cannot fall
-below about 0.5; the validation and test losses are plain cross-entropy). Split,
-stratified by class: 72% training, 8% validation, 20% test.
+Pixels are normalized with the training set's mean and standard deviation (as the articles
+normalize with ImageNet's). Beyond the articles' recipe: the learning rate decays along a
+cosine to 0 (docs/formulas.md, F12), and the cross-entropy uses label smoothing 0.1 (the
+target puts 0.9 + 0.1/10 on the true class and 0.1/10 on each other one), which keeps the
+network from becoming over-confident on 1,300 training images (the smoothed training loss
+cannot fall below about 0.5; the validation and test losses are plain cross-entropy).
+Split, stratified by class: 72% training, 8% validation, 20% test.
 
     python examples/cnn_digits.py [--epochs 15] [--lr 1e-3] [--batch-size 32]
 """

@@ -1,5 +1,5 @@
 """Linear regression by gradient descent, the classic way, and the gradient check that
-catches the articles' wrong gradient (the classic formulas F1-F4).
+catches the articles' wrong gradient (docs/formulas.md, F1-F4).
 
     model (F2)             ŷ = θ0 + θ1·x
     loss (F2, F4)          J(θ0, θ1) = ½ Σᵢ (yᵢ - ŷᵢ)²

@@ -5,6 +5,8 @@ Embedding → LSTM → Linear → softmax.
           → Embedding(vocab, 128) → LSTM(64), last hidden state h_T → Linear(64, classes)
           → logits z,  ŷ = softmax(z)  (F7);  cross-entropy (F5);  Adam (F11);  batch 64
 
+(F-numbers: the formulas of docs/formulas.md.)
+
 Padding and truncation are Keras's defaults ('pre'): zeros go in front, so the LSTM reads
 the real words last and h_T summarizes them. 80% of the texts train (a tenth of them
 held out for validation after each epoch), 20% test, split with a fixed seed and

@@ -8,9 +8,9 @@ into 0..9 by
 
 trained with the cross-entropy J = -(1/m) Σᵢ log ŷ_{yᵢ} (F5) and Adam (F11), the learning
 rate decaying along a cosine to 0 (F12), each pixel standardized with the training set's
-mean and standard deviation. The 1,797 digits ship with scikit-learn (nothing is
-downloaded); they are split, stratified by class, into 72% training, 8% validation and 20%
-test.
+mean and standard deviation (F-numbers: the formulas of docs/formulas.md). The 1,797
+digits ship with scikit-learn (nothing is downloaded); they are split, stratified by
+class, into 72% training, 8% validation and 20% test.
 
     python examples/mlp_digits.py [--epochs 40] [--lr 1e-3] [--batch-size 32] [--hidden 256 128]
 """

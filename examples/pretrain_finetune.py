@@ -1,5 +1,6 @@
 """Pre-train a Transformer language model on unlabelled text, then fine-tune it as a
-classifier with few labels, against the same model trained from scratch (F15).
+classifier with few labels, against the same model trained from scratch
+(docs/formulas.md, F15).
 
 The data is the built-in negation sentiment task: restaurant-review sentences such as
 "the food was not good but the service was great" (positive: the label is the sentiment

@@ -14,13 +14,13 @@ the whole source (cross-attention)::
     tgt ids → Embedding·√d + PE → decoder (masked self-attn, attn over memory, FF) → Linear
           → logits over the 14 symbols  (<pad> <bos> <eos> + 0..9)
 
-Training uses teacher forcing: the decoder is fed the true target shifted right,
-``<bos> 1 7 0 4``, and must predict ``1 7 0 4 <eos>`` at every position at once; the
-cross-entropy (F5) ignores padding. At test time there is no true target to feed:
+Training uses teacher forcing: the decoder is fed the true target shifted right, ``<bos> 1
+7 0 4``, and must predict ``1 7 0 4 <eos>`` at every position at once; the cross-entropy
+(docs/formulas.md, F5) ignores padding. At test time there is no true target to feed:
 greedy decoding starts from ``<bos>`` and appends the most probable character until
 ``<eos>``. A test string counts only if every character is right (exact match). The test
-strings are generated apart from the training ones and any that also occur in training
-are removed, so the score is on strings the model has never seen.
+strings are generated apart from the training ones and any that also occur in training are
+removed, so the score is on strings the model has never seen.
 
     python examples/seq2seq_transformer.py [--task sort|reverse|addition] [--epochs 20]
 """

@@ -9,6 +9,8 @@ the LSTM ("Attention Is All You Need"; the articles' Keras Transformer block).
           → LayerNorm → mean over the real (non-padding) words → Linear(d, classes)
           → softmax (F7);  cross-entropy (F5), Adam (F11) with lr 3e-3, batch 64
 
+(F-numbers: the formulas of docs/formulas.md.)
+
 Attention sees all words at once and in no order; the positional encoding added to the
 embeddings is what lets it tell "not good but great" from "great but not good". Padding
 positions are masked out of the attention (``src_key_padding_mask``) and of the mean.

@@ -11,10 +11,10 @@ the [CLS] token at the end::
              → take row 0 ([CLS]) → Linear(d, 10) → logits z,   ŷ = softmax(z)
 
 trained with the cross-entropy (F5) and AdamW, the learning rate warmed up linearly and
-then decayed on a cosine (F12). A Transformer has no built-in notion of "nearby pixels":
-the position embeddings are all it knows of the layout, and it learns them from 1,149
-training images. Split as mlp_digits.py: 64% training, 16% validation, 20% test,
-stratified by class.
+then decayed on a cosine (F12) (F-numbers: the formulas of docs/formulas.md). A
+Transformer has no built-in notion of "nearby pixels": the position embeddings are all it
+knows of the layout, and it learns them from 1,149 training images. Split as
+mlp_digits.py: 64% training, 16% validation, 20% test, stratified by class.
 
     python examples/vit_digits.py [--epochs 60] [--patch 2] [--d-model 64] [--layers 3]
 """

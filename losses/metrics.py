@@ -1,5 +1,5 @@
 """Classification metrics on the host (NumPy): accuracy, precision, recall, F1 and the
-confusion matrix (the classic formulas F14), computed as scikit-learn does.
+confusion matrix (docs/formulas.md, F14 metrics), computed as scikit-learn does.
 
 Inputs may be Tensors (on any device), NumPy or CuPy arrays, or lists. ``y_pred`` may be
 labels (N,) or scores / probabilities / logits (N, C), whose arg-max over axis 1 is the

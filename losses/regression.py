@@ -39,7 +39,7 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
 
     Gradient: ∂ℓᵢ/∂ŷᵢ = 2 (ŷᵢ - yᵢ) (divided by n for 'mean').
 
-    The classic least-squares objective J = ½ Σᵢ (yᵢ - ŷᵢ)² (the classic formulas F2, F4) is
+    The classic least-squares objective J = ½ Σᵢ (yᵢ - ŷᵢ)² (docs/formulas.md, F2 and F4) is
     half the 'sum' reduction; its gradient is -Σᵢ (yᵢ - ŷᵢ) ∂ŷᵢ/∂θ:
 
         >>> import engine, losses

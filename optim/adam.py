@@ -1,4 +1,5 @@
-"""Adam and AdamW, written as the textbook formulas (the classic F11, with its ε)."""
+"""Adam and AdamW, written as the textbook formulas (docs/formulas.md, F11 Adam, with
+its ε)."""
 
 from __future__ import annotations
 

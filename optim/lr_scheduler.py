@@ -1,4 +1,5 @@
-"""Learning-rate schedules (the classic F12: decay and warm-up), as ``torch.optim.lr_scheduler``.
+"""Learning-rate schedules as ``torch.optim.lr_scheduler`` (docs/formulas.md, F12 decay and
+warm-up).
 
 A scheduler rewrites ``group['lr']`` of its optimizer's groups; call ``scheduler.step()``
 once per epoch (or iteration) after ``optimizer.step()``. Construction performs step 0

@@ -1,4 +1,5 @@
-"""Magnitude pruning (the classic F16): zero the weights of smallest |w| and keep them zero.
+"""Magnitude pruning (docs/formulas.md, F16 pruning): zero the weights of smallest |w| and
+keep them zero.
 
 Pruning ``module.<name>`` (a Parameter such as ``Linear.weight`` or ``Conv2d.weight``)
 zeroes the chosen entries in place and registers a buffer ``<name>_mask`` of the weight's

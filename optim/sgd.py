@@ -8,7 +8,8 @@ from optim.optimizer import Optimizer
 
 
 class SGD(Optimizer):
-    """θ ← θ - α g  (the classic F1), with PyTorch's options, in PyTorch's order:
+    """θ ← θ - α g  (docs/formulas.md, F1 gradient descent), with PyTorch's options, in
+    PyTorch's order:
 
         g ← -g                      if maximize
         g ← g + λ θ                 weight decay λ (L2 penalty)

@@ -148,8 +148,8 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     """Binary cross-entropy of probabilities ``input`` ∈ [0, 1] against ``target``.
 
     ℓᵢ = -wᵢ [yᵢ log xᵢ + (1 - yᵢ) log(1 - xᵢ)], each log clamped to ≥ -100 as PyTorch
-    (see :class:`BinaryCrossEntropy` for the gradients). The classic worked value (F6),
-    y = 1 and ŷ = 0.9:
+    (see :class:`BinaryCrossEntropy` for the gradients). The worked value of
+    docs/formulas.md, F6 binary cross-entropy, y = 1 and ŷ = 0.9:
 
         >>> import engine, losses
         >>> losses.binary_cross_entropy(engine.tensor([0.9]), engine.tensor([1.0]))
