@@ -9,9 +9,10 @@ Three kinds of threads run xpgrad's CPU work, and this module is where each is g
   (set when this module is imported; the OpenMP runtime reads it when its pool starts).
 - NumPy's BLAS (OpenBLAS in NumPy's wheels) multiplies the matrices. Its thread count is
   set through OpenBLAS's own C function, found once with ``ctypes``: about 0.3 µs a call,
-  cheap enough to choose per call (:func:`blas_threads`). threadpoolctl's
-  ``threadpool_limits`` does the same in about 200 µs, as it looks up the loaded libraries
-  each time. With another BLAS the count cannot be set here and the calls report it.
+  and 3 µs for a :func:`blas_threads` block (lock and bookkeeping included), cheap enough
+  to choose per matrix product. threadpoolctl's ``threadpool_limits`` block takes about
+  170 µs, as it looks up the loaded libraries each time. With another BLAS the count
+  cannot be set here, and the functions say so.
 - One pool of worker threads (:func:`run_split`) runs work that the kernels split among
   threads themselves (attention heads), each worker calling BLAS on one thread.
 """

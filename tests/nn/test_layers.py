@@ -9,6 +9,7 @@ import pytest
 import engine
 import nn
 from engine import Tensor
+from engine import random as engine_random
 
 
 def rand(*shape, seed=0):
@@ -144,6 +145,23 @@ def test_dropout_gradient_is_the_mask():
     y.backward(engine.ones(30, 20))
     mask = y.numpy() / x.numpy()
     np.testing.assert_allclose(x.grad.numpy(), mask, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_and_attention_dropout_draw_one_mask(dtype):
+    """nn.Dropout and the attention's dropout multiply by engine.random.dropout_mask: the
+    same seed drops the same elements whatever the dtype."""
+    engine.manual_seed(3)
+    y = nn.Dropout(0.4)(engine.ones(2, 3, 4, 4, dtype=dtype)).numpy()
+    engine.manual_seed(3)
+    mask = engine_random.dropout_mask((2, 3, 4, 4), 0.4, dtype, "cpu")
+    np.testing.assert_array_equal(y, mask)
+    assert mask.dtype == dtype
+    eye = engine.tensor(np.broadcast_to(np.eye(4), (2, 3, 4, 4)), dtype=dtype)
+    _, p = engine.scaled_dot_product_attention(eye, eye, eye, need_weights=True)
+    engine.manual_seed(3)
+    out = engine.scaled_dot_product_attention(eye, eye, eye, dropout_p=0.4)   # (P ⊙ D) I
+    np.testing.assert_allclose(out.numpy(), p.numpy() * mask, rtol=1e-6)
 
 
 def test_dropout_p1_and_invalid_p():
