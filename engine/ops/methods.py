@@ -12,8 +12,7 @@ import types
 
 import numpy as np
 
-from engine import backend
-from engine.autograd import backward
+from engine import autograd, backend
 from engine.ops.activation import relu, sigmoid, tanh
 from engine.ops.compare import (
     equal, greater, greater_equal, less, less_equal, logical_and, logical_not, logical_or,
@@ -38,7 +37,8 @@ class TensorMethods:
     def backward(self, grad=None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
-        backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+        autograd.backward([self], [grad], retain_graph=retain_graph,
+                          create_graph=create_graph)
 
     # ---------------------------------------------------------------- devices, dtypes
     def to(self, device=None, dtype=None) -> Tensor:
