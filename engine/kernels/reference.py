@@ -2,10 +2,12 @@
 
 The oracle the Numba kernels are tested against, and what ``engine.use_fused(False)`` runs.
 Every function takes the array module ``xp`` first and works on NumPy and CuPy arrays alike.
-Each forward returns what its backward needs (``saved``); here that is the op's inputs, and
-every backward recomputes its intermediates from them with ``xp`` functions, so that under
-``create_graph=True`` (``xp`` the Tensor namespace, the saved inputs Tensors) the same
-formula runs on Tensors and is differentiated again. The formulas: docs/formulas.md.
+The forwards of cross-entropy, layer norm and attention also return what their backward
+needs (``saved``); here that is the op's inputs, and every backward recomputes its
+intermediates from them with ``xp`` functions, so that under ``create_graph=True`` (``xp``
+the Tensor namespace, the saved inputs Tensors) the same formula runs on Tensors and is
+differentiated again (softmax saves its output, a function of the input). The formulas and
+where the classic texts get them wrong: docs/formulas.md.
 """
 
 from __future__ import annotations

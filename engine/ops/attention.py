@@ -25,7 +25,8 @@ from engine.tensor import Tensor
 
 
 class Attention(Function):
-    """out = (P ⊙ D) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product)
+    """out = (P ⊙ D) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product;
+    docs/formulas.md, the Transformer)
 
     Masked scores (``keep`` False, or j > i under ``causal``) are -inf before the softmax;
     a row with every score masked gives P = 0, not NaN. D is the dropout mask divided by
