@@ -239,14 +239,10 @@ def _head_masks(op: str, query: Tensor, scores: tuple, attn_mask, key_padding_ma
     """``(keep, bias)`` over the scores (N, h, L, S) from MultiheadAttention's masks (bool
     True = NOT allowed / padding), taken to the query's device first."""
     N, h, L, S = scores
-    xp = backend.array_module(query.data)
-    if key_padding_mask is not None and not isinstance(key_padding_mask, Tensor):
-        key_padding_mask = xp.asarray(key_padding_mask)
+    key_padding_mask, attn_mask = (_on_device(m, query) for m in (key_padding_mask, attn_mask))
     if key_padding_mask is not None and not batched:
         key_padding_mask = key_padding_mask.reshape(1, -1)            # (S,) -> (1, S)
     if attn_mask is not None:
-        if not isinstance(attn_mask, Tensor):
-            attn_mask = Tensor._make(xp.asarray(attn_mask), None, 0)
         if attn_mask.ndim == 2:
             if attn_mask.shape != (L, S):
                 raise ValueError(f"{op}: the shape of the 2-D attn_mask is "
@@ -260,6 +256,14 @@ def _head_masks(op: str, query: Tensor, scores: tuple, attn_mask, key_padding_ma
             raise ValueError(f"{op}: attn_mask must be 2-D or 3-D, got {attn_mask.shape}")
     return attention_masks(op, query, scores, attn_mask, key_padding_mask,
                            attn_mask_marks="masked")
+
+
+def _on_device(mask, like: Tensor):
+    """A mask as a Tensor on ``like``'s device: host arrays and lists are copied there, so
+    a layer on the GPU takes a mask built with NumPy. None stays None."""
+    if mask is None or isinstance(mask, Tensor):
+        return mask
+    return Tensor._make(backend.array_module(like.data).asarray(mask), None, 0)
 
 
 def _in_projection(query, key, value, E: int, weight, bias):

@@ -67,7 +67,8 @@ def attention_masks(op: str, q: Tensor, scores: tuple, attn_mask=None, key_paddi
     mask marks the pairs that take part (``attn_mask_marks='allowed'``) or those that do
     not (``'masked'``; a key-padding mask always does); this is the one place where such a
     mask is inverted, and bool masks are combined into ``keep``. Float masks are added up
-    into ``bias`` (a float ``attn_mask`` Tensor keeps its graph: it may be learned).
+    into ``bias``: a float Tensor must have the query's dtype (an ``attn_mask`` Tensor keeps
+    its graph: it may be learned), a float array or list is converted to it.
     """
     keep = bias = None
     lead, tk = scores[:-2], scores[-1]
@@ -91,7 +92,10 @@ def attention_masks(op: str, q: Tensor, scores: tuple, attn_mask=None, key_paddi
             keep = allowed if keep is None else backend.array_module(m).logical_and(
                 keep, allowed)
         elif m.dtype.kind == "f":
-            checks.dtype_of(op, name, m, q.dtype, like="query")
+            if isinstance(mask, Tensor):
+                checks.dtype_of(op, name, mask, q.dtype, like="query")
+            else:                                    # an array or a list: in q's dtype
+                m = m.astype(q.dtype, copy=False)
             term = mask if isinstance(mask, Tensor) and name == "attn_mask" else \
                 Tensor._make(m, None, 0)
             bias = term if bias is None else bias + term
