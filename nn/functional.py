@@ -190,11 +190,14 @@ def multi_head_attention_forward(
     is_causal = is_causal and attn_mask is None          # with a mask, the flag is a hint
     if use_separate_proj_weight:
         in_proj_weight = (q_proj_weight, k_proj_weight, v_proj_weight)
+    # Q, K, V = query W_qᵀ + b_q,  key W_kᵀ + b_k,  value W_vᵀ + b_v
     q, k, v = _in_projection(query, key, value, E, in_proj_weight, in_proj_bias)
+    # headᵢ = softmax(Qᵢ Kᵢᵀ / √d + M) Vᵢ, every head a batch entry: (N, h, T, d)
     res = attend(_split_heads(q, h), _split_heads(k, h), _split_heads(v, h), keep, bias,
                  is_causal, dropout_p if training else 0.0, need_weights=need_weights)
     heads, weights = res if need_weights else (res, None)
-    out = linear(_merge_heads(heads), out_proj_weight, out_proj_bias)     # (L, N, E)
+    # out = [head₁, ..., head_h] W_oᵀ + b_o,  (L, N, E)
+    out = linear(_merge_heads(heads), out_proj_weight, out_proj_bias)
     if weights is not None and average_attn_weights:
         weights = weights.mean(axis=1)                   # (N, h, L, S) -> (N, L, S)
     if not batched:
