@@ -66,10 +66,9 @@ def torch_chain(n: int, backward: bool):
     return run
 
 
-def time_chain(framework: str, n: int, backward: bool, repeats: int) -> tuple[float, float]:
-    """Median and spread in seconds of one chain of ``n`` adds in ``framework``."""
-    make = xpgrad_chain if framework == "xpgrad" else torch_chain
-    return _time(make(n, backward), repeats)
+def chain(framework: str, n: int, backward: bool):
+    """The timed call of ``framework``: a chain of ``n`` adds, and its backward."""
+    return (xpgrad_chain if framework == "xpgrad" else torch_chain)(n, backward)
 
 
 def run(n: int = 1000, repeats: int = 7) -> list[dict]:
@@ -85,7 +84,7 @@ def run(n: int = 1000, repeats: int = 7) -> list[dict]:
     rows = []
     for name in frameworks:
         for mode, backward in (("forward", False), ("forward+backward", True)):
-            median, spread = time_chain(name, n, backward, repeats)
+            median, spread = _time(chain(name, n, backward), repeats)
             rows.append({"framework": name, "mode": mode, "us_per_op": median / n * 1e6,
                          "spread_us": spread / n * 1e6})
     return rows

@@ -13,14 +13,16 @@ two phases:
 - busy: ``--hogs`` busy-loop processes, started by the benchmark before the phase and
   stopped after it, compete for the cores, as other people's work does on a shared machine.
 
-The load average at the start and the end of each phase and the CPU time the hogs got are
-recorded beside the figures. The busy phase times the CPU only. Then, in this process with
-the same threads: the fused kernels and a size sweep that shows where the GPU overtakes the
-CPU. Every timed step has a warm-up first; GPU work is synchronized before the clock stops;
-each figure is the median of the repeats with the spread (max - min) beside it. Writes
-``results.json``, ``results.md``, ``results.png`` and ``comparison.md`` (the README's
-table) to ``--out``. Ratios measured in one run are what count; absolute times on a shared
-machine are noise. Without a GPU the suite still runs and says so.
+The frameworks take turns run by run (one timed step of xpgrad, one of PyTorch, ...), so a
+change in the machine's load hits both alike. The load average at the start and the end of
+each phase and the CPU time the hogs got are recorded beside the figures. The busy phase
+times the CPU only. Then, in this process with the same threads: the fused kernels and a
+size sweep that shows where the GPU overtakes the CPU. Every timed step has a warm-up
+first; GPU work is synchronized before the clock stops; each figure is the median of the
+repeats with the spread (max - min) beside it. Writes ``results.json``, ``results.md``,
+``results.png`` and ``comparison.md`` (the README's table) to ``--out``. Ratios measured
+in one run are what count; absolute times on a shared machine are noise. Without a GPU
+the suite still runs and says so.
 """
 
 from __future__ import annotations
@@ -30,12 +32,28 @@ import contextlib
 import importlib.util
 import json
 import platform
+import statistics
+import time
 from pathlib import Path
 
 from benchmarks import machine, report, workloads
-from benchmarks.worker import Worker, time_step
+from benchmarks.worker import Worker
 
 PHASES = ("quiet", "busy")
+
+
+def time_step(step, sync, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median and spread (max - min) in milliseconds of ``repeats`` synchronized calls."""
+    for _ in range(warmup):
+        step()
+    sync()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        sync()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples), max(samples) - min(samples)
 
 
 def environment() -> dict:
@@ -66,23 +84,37 @@ def devices(env, framework: str, phase: str) -> list[str]:
     return ["cpu"] + (["cuda"] if gpu and phase == "quiet" else [])
 
 
+def alternate(workers: dict, repeats: int, **request) -> dict[str, tuple[float, float]]:
+    """Each worker prepares the same step; then the workers take turns, one timed run
+    each, ``repeats`` times: framework -> (median, spread) in seconds."""
+    for worker in workers.values():
+        worker.prepare(**request)
+    samples = {framework: [] for framework in workers}
+    for _ in range(repeats):
+        for framework, worker in workers.items():
+            samples[framework].append(worker.time())
+    return {f: (statistics.median(s), max(s) - min(s)) for f, s in samples.items()}
+
+
 def measure_phase(workers: dict, env, phase: str, scale: float, warmup: int, repeats: int,
                   chain: int) -> tuple[list[dict], list[dict]]:
-    """Training-step rows and overhead rows of one phase; the frameworks take turns on
-    each workload, so a change in the machine's load hits both alike."""
+    """Training-step rows and overhead rows of one phase."""
     training, overhead = [], []
     for name, label in workloads.WORKLOADS.items():
-        for framework, worker in workers.items():
-            for device in devices(env, framework, phase):
-                timed = worker.request(op="train", workload=name, device=device,
-                                       scale=scale, warmup=warmup, repeats=repeats)
-                training.append({"phase": phase, "workload": name, "description": label,
-                                 "framework": framework, "device": device, **timed})
+        for device in ("cpu", "cuda"):
+            on = {f: w for f, w in workers.items() if device in devices(env, f, phase)}
+            if not on:
+                continue
+            timed = alternate(on, repeats, kind="train", workload=name, device=device,
+                              scale=scale, warmup=warmup)
+            training += [{"phase": phase, "workload": name, "description": label,
+                          "framework": f, "device": device, "ms": median * 1e3,
+                          "spread_ms": spread * 1e3} for f, (median, spread) in timed.items()]
     for mode, backward in (("forward", False), ("forward+backward", True)):
-        for framework, worker in workers.items():
-            timed = worker.request(op="overhead", backward=backward, n=chain,
-                                   repeats=repeats)
-            overhead.append({"phase": phase, "framework": framework, "mode": mode, **timed})
+        timed = alternate(workers, repeats, kind="overhead", backward=backward, n=chain)
+        overhead += [{"phase": phase, "framework": f, "mode": mode,
+                      "us_per_op": median / chain * 1e6, "spread_us": spread / chain * 1e6}
+                     for f, (median, spread) in timed.items()]
     return training, overhead
 
 

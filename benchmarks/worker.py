@@ -8,20 +8,21 @@ makes idle OpenMP threads sleep, PyTorch leaves its default). The process starts
 :func:`benchmarks.machine.thread_env` and sets the same count at run time, then answers
 requests, one JSON object per line on stdin, with one JSON line on stdout:
 
-- ``{"op": "train", "workload": "W1", "device": "cpu", "scale": 1.0, "warmup": 3,
-  "repeats": 10}`` -> ``{"ms": median, "spread_ms": max - min}``
-- ``{"op": "overhead", "backward": false, "n": 1000, "repeats": 10}`` ->
-  ``{"us_per_op": ..., "spread_us": ...}``
+- ``{"op": "prepare", "kind": "train", "workload": "W1", "device": "cpu", "scale": 1.0,
+  "warmup": 3}`` or ``{"op": "prepare", "kind": "overhead", "backward": false, "n": 1000}``
+  builds the step (a training step, or a chain of ``n`` adds) and runs its warm-up;
+- ``{"op": "time"}`` runs that step once, synchronized, -> ``{"seconds": ...}``.
 
-The first line it writes is its :func:`benchmarks.machine.thread_report`. :class:`Worker`
-is the parent's handle on such a process.
+The parent alternates ``time`` requests between the frameworks, so that a change in the
+machine's load during a measurement hits both alike. The first line a worker writes is
+its :func:`benchmarks.machine.thread_report`. :class:`Worker` is the parent's handle on
+such a process.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -31,34 +32,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def time_step(step, sync, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median and spread (max - min) in milliseconds of ``repeats`` synchronized calls."""
+def prepare(framework: str, request: dict):
+    """(step, sync) for a ``prepare`` request, warmed up."""
+    from benchmarks import overhead, workloads
+
+    if request["kind"] == "train":
+        make = workloads.xpgrad_step if framework == "xpgrad" else workloads.torch_step
+        step, sync = make(request["workload"], request["device"], request["scale"])
+        warmup = request["warmup"]
+    elif request["kind"] == "overhead":
+        step, sync = overhead.chain(framework, request["n"], request["backward"]), None
+        warmup = 1
+    else:
+        raise ValueError(f"benchmark worker: unknown kind {request['kind']!r}")
+    sync = sync or (lambda: None)
     for _ in range(warmup):
         step()
     sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples), max(samples) - min(samples)
+    return step, sync
 
 
-def answer(framework: str, request: dict) -> dict:
-    from benchmarks import overhead, workloads
-
-    if request["op"] == "train":
-        make = workloads.xpgrad_step if framework == "xpgrad" else workloads.torch_step
-        step, sync = make(request["workload"], request["device"], request["scale"])
-        ms, spread = time_step(step, sync, request["warmup"], request["repeats"])
-        return {"ms": ms, "spread_ms": spread}
-    if request["op"] == "overhead":
-        n = request["n"]
-        seconds, spread = overhead.time_chain(framework, n, request["backward"],
-                                              request["repeats"])
-        return {"us_per_op": seconds / n * 1e6, "spread_us": spread / n * 1e6}
-    raise ValueError(f"benchmark worker: unknown op {request['op']!r}")
+def time_once(step, sync) -> float:
+    start = time.perf_counter()
+    step()
+    sync()
+    return time.perf_counter() - start
 
 
 def serve(framework: str, threads: int) -> None:
@@ -74,9 +72,18 @@ def serve(framework: str, threads: int) -> None:
         import torch  # noqa: F401
     machine.set_threads(threads)
     print(json.dumps(machine.thread_report()), file=replies, flush=True)
+    current = None
     for line in sys.stdin:
+        request = json.loads(line)
         try:
-            reply = answer(framework, json.loads(line))
+            if request["op"] == "prepare":
+                current = prepare(framework, request)
+                reply = {}
+            elif request["op"] == "time" and current is not None:
+                reply = {"seconds": time_once(*current)}
+            else:
+                raise ValueError(f"benchmark worker: unknown op {request['op']!r}, or "
+                                 "'time' before 'prepare'")
         except Exception:
             reply = {"error": traceback.format_exc()}
         print(json.dumps(reply), file=replies, flush=True)
@@ -122,6 +129,13 @@ class Worker:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         return self._read()
+
+    def prepare(self, **request) -> None:
+        self.request(op="prepare", **request)
+
+    def time(self) -> float:
+        """Seconds of one run of the prepared step."""
+        return self.request(op="time")["seconds"]
 
     def close(self) -> None:
         self.proc.stdin.close()

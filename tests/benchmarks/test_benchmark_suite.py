@@ -70,6 +70,39 @@ def test_suite_smoke_mode_same_threads_quiet_and_busy(tmp_path):
     assert saved["kernels"], "the kernel benchmark rows are missing"
 
 
+class FakeWorker:
+    """Records the requests a phase makes; each timed run takes ``seconds``."""
+
+    def __init__(self, name, log, seconds):
+        self.name, self.log, self.seconds = name, log, seconds
+
+    def prepare(self, **request):
+        self.log.append((self.name, "prepare", request.get("device")))
+
+    def time(self):
+        self.log.append((self.name, "time"))
+        return self.seconds
+
+
+def test_phases_alternate_frameworks_and_time_the_gpu_only_when_quiet():
+    env = {"gpu": "some GPU", "torch": "2.13.0", "torch_cuda": True}
+    log = []
+    workers = {"xpgrad": FakeWorker("xpgrad", log, 0.004),
+               "pytorch": FakeWorker("pytorch", log, 0.002)}
+    quiet, _ = run.measure_phase(workers, env, "quiet", 0.05, 1, 3, 10)
+    assert {(r["workload"], r["device"]) for r in quiet} == \
+        {(w, d) for w in workloads.WORKLOADS for d in ("cpu", "cuda")}
+    assert all(r["ms"] == pytest.approx(4.0 if r["framework"] == "xpgrad" else 2.0)
+               for r in quiet)
+    timed = [entry[0] for entry in log if entry[1] == "time"]
+    assert timed[:6] == ["xpgrad", "pytorch"] * 3         # turns, not blocks
+    log.clear()
+    busy, overhead = run.measure_phase(workers, env, "busy", 0.05, 1, 3, 10)
+    assert {r["device"] for r in busy} == {"cpu"}
+    assert {entry[2] for entry in log if entry[1] == "prepare"} == {"cpu", None}
+    assert sorted(r["us_per_op"] for r in overhead) == pytest.approx([200.0] * 2 + [400.0] * 2)
+
+
 def test_comparison_table_without_pytorch_shows_dashes():
     results = {"training": [{"phase": p, "workload": "W1", "framework": "xpgrad",
                              "device": "cpu", "ms": 2.0} for p in run.PHASES],
@@ -122,9 +155,12 @@ def test_threads_applies_and_restores_in_this_process():
 def test_worker_reports_bad_requests_by_name():
     with Worker("xpgrad", 1) as worker:
         assert worker.threads()["numba"] == 1
+        with pytest.raises(RuntimeError, match="(?s)worker \\(xpgrad\\).*'time' before"):
+            worker.time()
         with pytest.raises(RuntimeError, match="(?s)worker \\(xpgrad\\).*unknown op 'sweep'"):
             worker.request(op="sweep")
-        assert worker.request(op="overhead", backward=True, n=5, repeats=1)["us_per_op"] > 0
+        worker.prepare(kind="overhead", backward=True, n=5)
+        assert worker.time() > 0
 
 
 @pytest.mark.torch
