@@ -39,6 +39,7 @@ from engine.ops.softmax import log_softmax, softmax
 from engine.kernels import fused_enabled, use_fused
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
+from engine.graph_view import draw_graph
 
 __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
@@ -56,4 +57,5 @@ __all__ = [
     "getitem", "index_add", "scatter_add", "matmul", "softmax", "log_softmax",
     "use_fused", "fused_enabled",
     "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "CheckpointError",
+    "draw_graph",
 ]
