@@ -1,0 +1,31 @@
+"""Checkpoints under hostile conditions: colliding keys, corrupted bytes, foreign byte
+orders, reserved names, killed saves, file modes and missing directories."""
+
+import numpy as np
+import pytest
+
+import engine
+
+
+@pytest.mark.parametrize("obj, first, second, flat", [
+    ({"a.b": np.ones(2), "a": {"b": np.zeros(2)}}, "['a.b']", "['a']['b']", "a.b"),
+    ({1: np.ones(2), "1": np.zeros(2)}, "[1]", "['1']", "1"),
+    ({"a": [np.ones(2)], "a.0": np.zeros(2)}, "['a'][0]", "['a.0']", "a.0"),
+])
+def test_keys_that_flatten_to_one_name_are_refused(tmp_path, obj, first, second, flat):
+    path = tmp_path / "ckpt.safetensors"
+    with pytest.raises(ValueError) as info:
+        engine.save(obj, path)
+    message = str(info.value)
+    assert first in message and second in message and repr(flat) in message
+    assert not path.exists()
+
+
+def test_same_key_in_different_branches_is_not_a_collision(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    obj = {"a": {"b": np.ones(2)}, "b": {"a": np.zeros(2)}, 1: 5, "1": 6}
+    engine.save(obj, path)
+    back = engine.load(path)
+    np.testing.assert_array_equal(back["a"]["b"], np.ones(2))
+    np.testing.assert_array_equal(back["b"]["a"], np.zeros(2))
+    assert back[1] == 5 and back["1"] == 6
