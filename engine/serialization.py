@@ -32,12 +32,21 @@ class CheckpointError(ValueError):
     """A file that is not a readable xpgrad checkpoint."""
 
 
-def _encode(obj, path, arrays):
-    """JSON-able description of ``obj``; arrays are moved to ``arrays`` by path."""
+def _encode(obj, path, where, arrays, owners):
+    """JSON-able description of ``obj``; arrays are moved to ``arrays`` by dotted path.
+
+    ``where`` is the same position as Python subscripts (``['a'][0]``), for messages;
+    ``owners`` maps each dotted path to the ``where`` that claimed it, so that two keys
+    flattening to one name (``'a.b'`` and ``['a']['b']``, ``1`` and ``'1'``) are refused.
+    """
     if isinstance(obj, Tensor) or isinstance(obj, np.ndarray) or backend.is_cuda_array(obj):
         is_tensor = isinstance(obj, Tensor)
         data = backend.to_numpy(obj.data if is_tensor else obj)
         key = path or "_"
+        if key in owners:
+            raise ValueError(f"save: keys {owners[key]} and {where} both flatten to the "
+                             f"array name {key!r}; rename one of them")
+        owners[key] = where
         arrays[key] = np.ascontiguousarray(data).reshape(data.shape)   # 0-d stays 0-d
         return {"t": "tensor" if is_tensor else "array", "key": key,
                 "crc": zlib.crc32(arrays[key].tobytes())}
@@ -46,11 +55,13 @@ def _encode(obj, path, arrays):
         for k, v in obj.items():
             if not isinstance(k, (str, int)) or isinstance(k, bool):
                 raise TypeError(f"save: dict keys must be str or int, got {k!r} at {path!r}")
-            items.append([k, _encode(v, f"{path}.{k}" if path else str(k), arrays)])
+            child = f"{path}.{k}" if path else str(k)
+            items.append([k, _encode(v, child, f"{where}[{k!r}]", arrays, owners)])
         return {"t": "dict", "items": items}
     if isinstance(obj, (list, tuple)):
         return {"t": "list" if isinstance(obj, list) else "tuple",
-                "items": [_encode(v, f"{path}.{i}" if path else str(i), arrays)
+                "items": [_encode(v, f"{path}.{i}" if path else str(i), f"{where}[{i}]",
+                                  arrays, owners)
                           for i, v in enumerate(obj)]}
     if isinstance(obj, np.generic):
         obj = obj.item()
@@ -85,7 +96,7 @@ def save(obj, path) -> None:
     from safetensors.numpy import save as st_save
 
     arrays: dict = {}
-    tree = _encode(obj, "", arrays)
+    tree = _encode(obj, "", "", arrays, {})
     payload = st_save(arrays, metadata={"format": _FORMAT, "tree": json.dumps(tree)})
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
