@@ -29,3 +29,18 @@ def test_same_key_in_different_branches_is_not_a_collision(tmp_path):
     np.testing.assert_array_equal(back["a"]["b"], np.ones(2))
     np.testing.assert_array_equal(back["b"]["a"], np.zeros(2))
     assert back[1] == 5 and back["1"] == 6
+
+
+def test_big_endian_arrays_are_saved_little_endian(tmp_path):
+    from safetensors.numpy import load_file
+
+    values = {"f": np.linspace(-2.0, 3.0, 6).reshape(2, 3), "i": np.arange(-2, 3)}
+    obj = {k: v.astype(v.dtype.newbyteorder(">")) for k, v in values.items()}
+    path = tmp_path / "ckpt.safetensors"
+    engine.save(obj, path)
+    back = engine.load(path)
+    for k, v in values.items():
+        assert back[k].dtype == v.dtype and back[k].dtype.isnative
+        np.testing.assert_array_equal(back[k], v)
+        np.testing.assert_array_equal(load_file(str(path))[k], v)
+    assert values["f"].astype("<f8").tobytes() in path.read_bytes()
