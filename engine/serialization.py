@@ -47,7 +47,9 @@ def _encode(obj, path, where, arrays, owners):
             raise ValueError(f"save: keys {owners[key]} and {where} both flatten to the "
                              f"array name {key!r}; rename one of them")
         owners[key] = where
-        arrays[key] = np.ascontiguousarray(data).reshape(data.shape)   # 0-d stays 0-d
+        # safetensors is little-endian; 0-d stays 0-d (ascontiguousarray alone makes it (1,))
+        little = data.dtype.newbyteorder("<")
+        arrays[key] = np.ascontiguousarray(data, dtype=little).reshape(data.shape)
         return {"t": "tensor" if is_tensor else "array", "key": key,
                 "crc": zlib.crc32(arrays[key].tobytes())}
     if isinstance(obj, dict):
