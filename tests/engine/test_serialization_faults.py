@@ -44,3 +44,20 @@ def test_big_endian_arrays_are_saved_little_endian(tmp_path):
         np.testing.assert_array_equal(back[k], v)
         np.testing.assert_array_equal(load_file(str(path))[k], v)
     assert values["f"].astype("<f8").tobytes() in path.read_bytes()
+
+
+@pytest.mark.parametrize("obj", [{"__metadata__": np.ones(2)}, {"__metadata__": engine.ones(2)}])
+def test_array_named_like_the_safetensors_header_is_refused(tmp_path, obj):
+    path = tmp_path / "ckpt.safetensors"
+    with pytest.raises(ValueError, match=r"\['__metadata__'\].*reserved"):
+        engine.save(obj, path)
+    assert not path.exists()
+
+
+def test_metadata_key_above_or_beside_arrays_round_trips(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    obj = {"__metadata__": {"w": np.ones(2), "note": "kept"}, "x": {"__metadata__": 3}}
+    engine.save(obj, path)
+    back = engine.load(path)
+    np.testing.assert_array_equal(back["__metadata__"]["w"], np.ones(2))
+    assert back["__metadata__"]["note"] == "kept" and back["x"]["__metadata__"] == 3
