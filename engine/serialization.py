@@ -46,6 +46,9 @@ def _encode(obj, path, where, arrays, owners):
         if key in owners:
             raise ValueError(f"save: keys {owners[key]} and {where} both flatten to the "
                              f"array name {key!r}; rename one of them")
+        if key == "__metadata__":
+            raise ValueError(f"save: the array at {where} would be named '__metadata__', "
+                             "which is reserved for the safetensors header; rename the key")
         owners[key] = where
         # safetensors is little-endian; 0-d stays 0-d (ascontiguousarray alone makes it (1,))
         little = data.dtype.newbyteorder("<")
