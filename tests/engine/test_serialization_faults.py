@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import engine
+from engine import CheckpointError
 
 
 @pytest.mark.parametrize("obj, first, second, flat", [
@@ -61,3 +62,45 @@ def test_metadata_key_above_or_beside_arrays_round_trips(tmp_path):
     back = engine.load(path)
     np.testing.assert_array_equal(back["__metadata__"]["w"], np.ones(2))
     assert back["__metadata__"]["note"] == "kept" and back["x"]["__metadata__"] == 3
+
+
+def small_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    engine.manual_seed(0)
+    engine.save({"model": {"w": engine.randn(2, 3)}, "steps": np.arange(3, dtype=np.int64),
+                 "epoch": 3, "lr": 0.5, "name": "run"}, path)
+    return path, path.read_bytes()
+
+
+def outcomes_of_single_bit_flips(path, raw, bits):
+    """The bits whose flip loads silently, and those that raise another exception type."""
+    silent, other = [], []
+    for bit in bits:
+        damaged = bytearray(raw)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(bytes(damaged))
+        try:
+            engine.load(path)
+        except CheckpointError:
+            continue
+        except Exception as exc:       # any other type is a failure too
+            other.append((bit, f"{type(exc).__name__}: {exc}"))
+        else:
+            silent.append(bit)
+    return silent, other
+
+
+def test_every_single_bit_flip_in_the_header_is_refused(tmp_path):
+    path, raw = small_checkpoint(tmp_path)
+    header_end = 8 + int.from_bytes(raw[:8], "little")      # length prefix + JSON header
+    silent, other = outcomes_of_single_bit_flips(path, raw, range(header_end * 8))
+    assert not silent and not other, (
+        f"of {header_end * 8} flips, {len(silent)} loaded silently (bits {silent[:10]}...) "
+        f"and {len(other)} raised another exception ({other[:3]}...)")
+
+
+def test_every_single_bit_flip_in_the_data_is_refused(tmp_path):
+    path, raw = small_checkpoint(tmp_path)
+    header_end = 8 + int.from_bytes(raw[:8], "little")
+    silent, other = outcomes_of_single_bit_flips(path, raw, range(header_end * 8, len(raw) * 8))
+    assert not silent and not other, (silent[:10], other[:3])
