@@ -2,9 +2,15 @@
 
 ``obj`` is a (nested) state dict: dicts with string or integer keys, lists and tuples,
 whose leaves are Tensors, arrays, Python scalars, strings or None, as module and optimizer
-state dicts are. The arrays go into the safetensors body under their dotted path; the
-structure and the small values go, as JSON, into the header's metadata, together with a
-CRC-32 of every array so that a corrupted file is refused.
+state dicts are. The arrays go into the safetensors body under their dotted path
+(little-endian, as the format requires); the structure and the small values go, as JSON,
+into the header's metadata, together with a CRC-32 of every array. The header itself
+opens with a CRC-32 of the whole header region (the 8-byte length, the names, dtypes,
+shapes, offsets and metadata), so that no damaged byte anywhere in the file goes unnoticed::
+
+    <u64 n> {"__metadata__":{"xpgrad_crc32":"<8 hex digits>","format":...,"tree":...},
+             "model.weight":{"dtype":"F32","shape":[3,4],"data_offsets":[0,48]}, ...}
+    <array bytes, back to back>
 
 No pickle is involved: loading a file never runs code. Saving writes a temporary file
 beside the target, fsyncs it and renames it over the target, so an interrupted save leaves
@@ -15,6 +21,7 @@ modifies what it saves.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -25,7 +32,13 @@ import numpy as np
 from engine import backend
 from engine.tensor import Tensor
 
-_FORMAT = "xpgrad-checkpoint-1"
+_FORMAT = "xpgrad-checkpoint-2"
+_CRC_FIELD = "xpgrad_crc32"
+_HEADER_START = b'{"__metadata__":{"' + _CRC_FIELD.encode() + b'":"'   # then 8 hex digits
+_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "U64": "<u8",
+           "I32": "<i4", "U32": "<u4", "I16": "<i2", "U16": "<u2", "I8": "i1", "U8": "u1",
+           "BOOL": "?", "C64": "<c8"}
+_DTYPE_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
 class CheckpointError(ValueError):
@@ -52,6 +65,9 @@ def _encode(obj, path, where, arrays, owners):
         owners[key] = where
         # safetensors is little-endian; 0-d stays 0-d (ascontiguousarray alone makes it (1,))
         little = data.dtype.newbyteorder("<")
+        if little not in _DTYPE_NAMES:
+            raise TypeError(f"save: cannot store the {data.dtype} array at {where} "
+                            f"(safetensors holds {', '.join(_DTYPES)})")
         arrays[key] = np.ascontiguousarray(data, dtype=little).reshape(data.shape)
         return {"t": "tensor" if is_tensor else "array", "key": key,
                 "crc": zlib.crc32(arrays[key].tobytes())}
@@ -80,9 +96,10 @@ def _encode(obj, path, where, arrays, owners):
 def _decode(node, arrays):
     kind = node["t"]
     if kind in ("tensor", "array"):
-        data = arrays[node["key"]]
-        if zlib.crc32(data.tobytes()) != node["crc"]:
+        raw, dtype, shape = arrays[node["key"]]
+        if zlib.crc32(raw) != node["crc"]:
             raise CheckpointError(f"checkpoint is corrupted: checksum mismatch in {node['key']!r}")
+        data = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
         return Tensor._make(data, None, 0) if kind == "tensor" else data
     if kind == "dict":
         return {k: _decode(v, arrays) for k, v in node["items"]}
@@ -96,19 +113,46 @@ def _decode(node, arrays):
     raise CheckpointError(f"checkpoint has an unknown entry kind {kind!r}")
 
 
+def _header(tree, arrays) -> tuple[bytes, list]:
+    """The length prefix and JSON header (checksummed), and the arrays in body order.
+
+    Arrays go in order of decreasing item size, so each starts aligned to its item size
+    (the header is padded with spaces to a multiple of 8 bytes, as safetensors does).
+    """
+    order = sorted(arrays.items(), key=lambda item: -item[1].dtype.itemsize)
+    entries, offset = {}, 0
+    for name, a in order:
+        entries[name] = {"dtype": _DTYPE_NAMES[a.dtype], "shape": list(a.shape),
+                         "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    meta = {_CRC_FIELD: "0" * 8, "format": _FORMAT, "tree": json.dumps(tree)}
+    text = json.dumps({"__metadata__": meta, **entries}, separators=(",", ":"))
+    text += " " * (-len(text) % 8)
+    head = struct.pack("<Q", len(text)) + text.encode("ascii")
+    crc = f"{_header_crc(head):08x}".encode("ascii")
+    at = 8 + len(_HEADER_START)
+    return head[:at] + crc + head[at + 8:], [a for _, a in order]
+
+
+def _header_crc(head: bytes) -> int:
+    """CRC-32 of the length prefix and header, skipping the 8 digits that hold it."""
+    at = 8 + len(_HEADER_START)
+    return zlib.crc32(head[at + 8:], zlib.crc32(head[:at]))
+
+
 def save(obj, path) -> None:
     """Write ``obj`` (a nested state dict) to ``path`` atomically in safetensors format."""
-    from safetensors.numpy import save as st_save
-
     arrays: dict = {}
     tree = _encode(obj, "", "", arrays, {})
-    payload = st_save(arrays, metadata={"format": _FORMAT, "tree": json.dumps(tree)})
+    head, body = _header(tree, arrays)
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            f.write(head)
+            for a in body:
+                f.write(a.reshape(-1).view(np.uint8))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -126,8 +170,8 @@ def save(obj, path) -> None:
         pass
 
 
-def _sniff(raw: bytes, path) -> None:
-    """Refuse pickles, zip archives and truncated headers before parsing anything."""
+def _sniff(raw: bytes, path) -> int:
+    """Refuse pickles, zip archives and truncated headers; the header's length."""
     # A safetensors header length may start with the same bytes (0x80, "PK"): only a file
     # whose header does not open with "{" is taken for a pickle or a zip archive.
     if raw[8:9] != b"{" and (raw[:1] == b"\x80" or raw[:2] == b"PK"):
@@ -142,29 +186,62 @@ def _sniff(raw: bytes, path) -> None:
                               f"{len(raw) - 8} present)")
     if raw[8:9] != b"{":
         raise CheckpointError(f"{path}: not a safetensors file (bad header)")
+    return n
+
+
+def _checked_header(raw: bytes, path) -> tuple[dict, int]:
+    """The parsed header and where the body starts, once the header checksum matches every
+    byte of the header region."""
+    n = _sniff(raw, path)
+    head = raw[:8 + n]
+    at = 8 + len(_HEADER_START)
+    if not head.startswith(_HEADER_START, 8) or n < len(_HEADER_START) + 8:
+        raise CheckpointError(f"{path}: no xpgrad header checksum (a safetensors file "
+                              "not written by engine.save, or a damaged one)")
+    if head[at:at + 8] != f"{_header_crc(head):08x}".encode("ascii"):
+        raise CheckpointError(f"{path}: checkpoint is corrupted: header checksum mismatch")
+    try:
+        header = json.loads(head[8:])
+        if header["__metadata__"]["format"] != _FORMAT:
+            raise CheckpointError(f"{path}: unknown checkpoint format "
+                                  f"{header['__metadata__']['format']!r}")
+        return header, 8 + n
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: malformed checkpoint header ({exc})") from None
+
+
+def _arrays(header: dict, body: memoryview, path) -> dict:
+    """Each named array's bytes, dtype and shape, once the offsets are seen to tile the body
+    exactly (back to back, each as long as its shape and dtype say)."""
+    arrays, end = {}, 0
+    entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                     key=lambda item: item[1]["data_offsets"][0])
+    for name, entry in entries:
+        dtype = np.dtype(_DTYPES[entry["dtype"]])
+        start, stop = entry["data_offsets"]
+        shape = tuple(entry["shape"])
+        if start != end or stop - start != dtype.itemsize * math.prod(shape):
+            raise CheckpointError(f"{path}: array {name!r} has offsets {start}..{stop}, "
+                                  f"expected {end}.. for {shape} {dtype}")
+        if stop > len(body):
+            raise CheckpointError(f"{path}: file is truncated in array {name!r}")
+        arrays[name] = (body[start:stop], dtype, shape)
+        end = stop
+    if end != len(body):
+        raise CheckpointError(f"{path}: {len(body) - end} bytes after the last array")
+    return arrays
 
 
 def load(path):
     """Read a checkpoint written by :func:`save`; Tensors come back on the CPU."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as st_load
-
     with open(path, "rb") as f:
         raw = f.read()
-    _sniff(raw, path)
+    header, body_start = _checked_header(raw, path)
     try:
-        header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
-        arrays = st_load(raw)
-    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupted or truncated safetensors file ({exc})") \
-            from None
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != _FORMAT:
-        raise CheckpointError(f"{path}: safetensors file without xpgrad structure "
-                              f"(format {meta.get('format')!r})")
-    try:
-        tree = json.loads(meta["tree"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: corrupted checkpoint structure ({exc})") from None
-    arrays = {k: np.array(v) for k, v in arrays.items()}   # writable copies
-    return _decode(tree, arrays)
+        arrays = _arrays(header, memoryview(raw)[body_start:], path)
+        tree = json.loads(header["__metadata__"]["tree"])
+        return _decode(tree, arrays)
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: malformed checkpoint structure ({exc})") from None
