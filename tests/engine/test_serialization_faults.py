@@ -1,11 +1,20 @@
 """Checkpoints under hostile conditions: colliding keys, corrupted bytes, foreign byte
 orders, reserved names, killed saves, file modes and missing directories."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import engine
 from engine import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("obj, first, second, flat", [
@@ -104,3 +113,60 @@ def test_every_single_bit_flip_in_the_data_is_refused(tmp_path):
     header_end = 8 + int.from_bytes(raw[:8], "little")
     silent, other = outcomes_of_single_bit_flips(path, raw, range(header_end * 8, len(raw) * 8))
     assert not silent and not other, (silent[:10], other[:3])
+
+
+STALLED_SAVE = """
+import os, sys, time
+import numpy as np
+import engine
+
+def stall(fd):                    # the temporary file is written: signal, then hang
+    open(sys.argv[2], "w").close()
+    time.sleep(120)
+
+os.fsync = stall
+engine.save({"v": np.full(3, 7.0)}, sys.argv[1])
+"""
+
+
+def start_stalled_save(tmp_path, target, name):
+    """A process stopped inside ``engine.save(..., target)``, its temporary file written."""
+    script, marker = tmp_path / "stalled_save.py", tmp_path / f"{name}.ready"
+    script.write_text(STALLED_SAVE)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(script), str(target), str(marker)], env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "save did not start"
+        time.sleep(0.02)
+    return proc
+
+
+def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    ckpt, other = folder / "c.safetensors", folder / "c.safetensors.bak"
+    engine.save({"v": np.zeros(3)}, ckpt)
+
+    def files_made_by(target, name, kill):
+        before = set(folder.iterdir())
+        proc = start_stalled_save(tmp_path, target, name)
+        if kill:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        return proc, set(folder.iterdir()) - before
+
+    _, killed_own = files_made_by(ckpt, "a", kill=True)
+    _, killed_other = files_made_by(other, "b", kill=True)
+    alive, writing = files_made_by(ckpt, "c", kill=False)
+    assert len(killed_own) == len(killed_other) == len(writing) == 1
+    try:
+        engine.save({"v": np.ones(3)}, ckpt)
+        left = set(folder.iterdir())
+    finally:
+        alive.send_signal(signal.SIGKILL)
+        alive.wait()
+    assert not killed_own & left                 # the killed save's file is gone,
+    assert killed_other <= left                  # another target's is not
+    assert writing <= left                       # nor is a live save's
+    np.testing.assert_array_equal(engine.load(ckpt)["v"], np.ones(3))
