@@ -13,9 +13,11 @@ shapes, offsets and metadata), so that no damaged byte anywhere in the file goes
     <array bytes, back to back>
 
 No pickle is involved: loading a file never runs code. Saving writes a temporary file
-beside the target, fsyncs it and renames it over the target, so an interrupted save leaves
-the previous checkpoint intact. Saving copies device arrays to the host and never moves or
-modifies what it saves.
+beside the target (``.<name>.<8 hex digits>.tmp``), fsyncs it and renames it over the
+target, so an interrupted save leaves the previous checkpoint intact. The writer holds an
+advisory lock on its temporary file; the next save to the same target removes the ones
+whose lock is free, left by a save that was killed. Saving copies device arrays to the
+host and never moves or modifies what it saves.
 """
 
 from __future__ import annotations
@@ -23,14 +25,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import secrets
 import struct
-import tempfile
 import zlib
 
 import numpy as np
 
 from engine import backend
 from engine.tensor import Tensor
+
+try:
+    import fcntl
+except ImportError:      # not POSIX: no advisory locks, so leftovers of killed saves stay
+    fcntl = None
 
 _FORMAT = "xpgrad-checkpoint-2"
 _CRC_FIELD = "xpgrad_crc32"
@@ -140,14 +148,46 @@ def _header_crc(head: bytes) -> int:
     return zlib.crc32(head[at + 8:], zlib.crc32(head[:at]))
 
 
+def _remove_abandoned(directory: str, name: str) -> None:
+    """Delete the temporary files of killed saves to ``name``: those nobody holds locked."""
+    if fcntl is None:
+        return
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.tmp")
+    for entry in os.listdir(directory):
+        if not pattern.fullmatch(entry):
+            continue
+        leftover = os.path.join(directory, entry)
+        try:
+            fd = os.open(leftover, os.O_RDONLY)
+        except OSError:                      # removed meanwhile by its writer or another save
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # fails while its writer lives
+            os.unlink(leftover)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _open_temporary(path: str) -> tuple[int, str]:
+    """A new, locked temporary file beside ``path``."""
+    directory, name = os.path.split(os.path.abspath(path))
+    _remove_abandoned(directory, name)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, tmp
+
+
 def save(obj, path) -> None:
     """Write ``obj`` (a nested state dict) to ``path`` atomically in safetensors format."""
     arrays: dict = {}
     tree = _encode(obj, "", "", arrays, {})
     head, body = _header(tree, arrays)
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    fd, tmp = _open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(head)
@@ -155,13 +195,13 @@ def save(obj, path) -> None:
                 f.write(a.reshape(-1).view(np.uint8))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)            # before the lock goes with the file's closing
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     try:  # make the rename itself durable
-        dfd = os.open(directory, os.O_RDONLY)
+        dfd = os.open(os.path.dirname(tmp), os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
