@@ -170,3 +170,14 @@ def test_temporary_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
     assert killed_other <= left                  # another target's is not
     assert writing <= left                       # nor is a live save's
     np.testing.assert_array_equal(engine.load(ckpt)["v"], np.ones(3))
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_saved_file_gets_the_mode_the_umask_gives(tmp_path, umask, mode):
+    path = tmp_path / "ckpt.safetensors"
+    previous = os.umask(umask)
+    try:
+        engine.save({"v": np.ones(2)}, path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == mode
