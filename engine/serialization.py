@@ -175,7 +175,7 @@ def _open_temporary(path: str) -> tuple[int, str]:
     directory, name = os.path.split(os.path.abspath(path))
     _remove_abandoned(directory, name)
     tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # less the umask
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX)
     return fd, tmp
