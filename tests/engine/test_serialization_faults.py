@@ -181,3 +181,11 @@ def test_saved_file_gets_the_mode_the_umask_gives(tmp_path, umask, mode):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_saving_into_a_missing_directory_names_the_target(tmp_path):
+    path = tmp_path / "runs" / "ckpt.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        engine.save({"v": np.ones(2)}, path)
+    assert str(path) in str(info.value) and "does not exist" in str(info.value)
+    assert not path.parent.exists()
