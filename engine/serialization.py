@@ -22,6 +22,7 @@ host and never moves or modifies what it saves.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -173,6 +174,9 @@ def _remove_abandoned(directory: str, name: str) -> None:
 def _open_temporary(path: str) -> tuple[int, str]:
     """A new, locked temporary file beside ``path``."""
     directory, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"save: cannot write {path}: directory "
+                                f"{directory} does not exist")
     _remove_abandoned(directory, name)
     tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # less the umask
