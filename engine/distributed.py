@@ -36,6 +36,7 @@ import numpy as np
 from engine import backend
 from engine.random import manual_seed
 from engine.tensor import Tensor
+from optim.optimizer import Optimizer
 
 
 class _World:
@@ -268,8 +269,10 @@ def communication_stats(reset: bool = False) -> dict:
 class DistributedOptimizer:
     """Wraps any optimizer: ``step`` averages the gradients across ranks, then steps.
 
-    Everything else (``zero_grad``, ``param_groups``, ``state_dict``, schedulers) goes to
-    the wrapped optimizer, so it drops into an existing training loop.
+    Everything else (``zero_grad``, ``param_groups``, ``state``, ``defaults``,
+    ``add_param_group``, ``state_dict``) goes to the wrapped optimizer, so it drops into an
+    existing training loop. It is registered as an ``optim.Optimizer``: learning-rate
+    schedulers built on it rewrite the wrapped optimizer's ``param_groups``.
     """
 
     def __init__(self, optimizer, bucket_bytes: int = 25 * 2 ** 20):
@@ -283,6 +286,13 @@ class DistributedOptimizer:
     @property
     def state(self):
         return self.optimizer.state
+
+    @property
+    def defaults(self):
+        return self.optimizer.defaults
+
+    def add_param_group(self, param_group: dict) -> None:
+        self.optimizer.add_param_group(param_group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -306,6 +316,9 @@ class DistributedOptimizer:
 
     def load_state_dict(self, state_dict) -> None:
         self.optimizer.load_state_dict(state_dict)
+
+
+Optimizer.register(DistributedOptimizer)
 
 
 class DistributedSampler:
