@@ -145,3 +145,14 @@ def test_float32_and_float64_buckets_keep_their_dtype():
     for p in params:
         assert p.grad.dtype == p.dtype
         np.testing.assert_array_equal(p.grad.data, np.full(p.shape, 1.5))
+
+
+@pytest.mark.timeout(60)
+def test_allreduce_scalar_reduces_python_numbers_alike_on_every_rank():
+    rank = dist.get_rank()
+    assert dist.allreduce_scalar(rank + 1) == 3 and isinstance(dist.allreduce_scalar(1), int)
+    assert dist.allreduce_scalar(0 if rank == 0 else 2.5) == 2.5   # an int and a float
+    assert dist.allreduce_scalar(10 * rank - 3, op="max") == 7
+    assert dist.allreduce_scalar(10 * rank - 3, op="min") == -3
+    with pytest.raises(ValueError, match="allreduce_scalar: op must be one of"):
+        dist.allreduce_scalar(1, op="prod")
