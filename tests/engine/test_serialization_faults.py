@@ -189,3 +189,23 @@ def test_saving_into_a_missing_directory_names_the_target(tmp_path):
         engine.save({"v": np.ones(2)}, path)
     assert str(path) in str(info.value) and "does not exist" in str(info.value)
     assert not path.parent.exists()
+
+
+def test_temporary_file_taken_for_a_leftover_before_it_is_locked_is_replaced(tmp_path,
+                                                                             monkeypatch):
+    import fcntl
+
+    path, real_flock, stolen = tmp_path / "ckpt.safetensors", fcntl.flock, []
+
+    def flock(fd, operation):               # a concurrent save's cleanup gets there first
+        if not stolen:
+            stolen.extend(tmp_path.glob(".ckpt.safetensors.*.tmp"))
+            for leftover in stolen:
+                leftover.unlink()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    engine.save({"v": np.ones(3)}, path)
+    assert len(stolen) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
+    np.testing.assert_array_equal(engine.load(path)["v"], np.ones(3))
