@@ -178,11 +178,14 @@ def _open_temporary(path: str) -> tuple[int, str]:
         raise FileNotFoundError(errno.ENOENT, f"save: cannot write {path}: directory "
                                 f"{directory} does not exist")
     _remove_abandoned(directory, name)
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # less the umask
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd, tmp
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # less the umask
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:    # not taken for a leftover by a concurrent save
+            return fd, tmp
+        os.close(fd)
 
 
 def save(obj, path) -> None:
