@@ -209,3 +209,32 @@ def test_temporary_file_taken_for_a_leftover_before_it_is_locked_is_replaced(tmp
     assert len(stolen) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
     np.testing.assert_array_equal(engine.load(path)["v"], np.ones(3))
+
+
+LEGACY = Path(__file__).parent / "data" / "checkpoint-v1.safetensors"
+
+
+def test_checkpoint_of_the_first_format_still_loads():
+    """A file written by the first format (per-array checksums, no header checksum) loads
+    with every value it held, and a warning suggests saving it again."""
+    with pytest.warns(UserWarning, match="save it again"):
+        state = engine.load(LEGACY)
+    assert state["model"]["weight"].dtype == np.float32
+    np.testing.assert_array_equal(state["model"]["weight"].data,
+                                  np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(state["model"]["bias"].data, [0.5, -1.5])
+    np.testing.assert_array_equal(state["optimizer"]["state"][0]["exp_avg"],
+                                  np.full((2, 3), 0.25))
+    assert state["optimizer"]["param_groups"] == [{"lr": 0.001, "betas": (0.9, 0.999),
+                                                   "params": [0, 1]}]
+    assert (state["epoch"], state["note"], state["best"], state["none"]) == (7, "v1",
+                                                                             float("inf"), None)
+
+
+def test_damaged_array_of_a_first_format_checkpoint_is_refused(tmp_path):
+    raw = bytearray(LEGACY.read_bytes())
+    raw[-1] ^= 0x10                                 # last byte of the last array
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="checksum"):
+        engine.load(damaged)
