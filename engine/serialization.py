@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -42,6 +43,7 @@ except ImportError:      # not POSIX: no advisory locks, so leftovers of killed 
     fcntl = None
 
 _FORMAT = "xpgrad-checkpoint-2"
+_LEGACY_FORMAT = "xpgrad-checkpoint-1"   # per-array checksums only; still read
 _CRC_FIELD = "xpgrad_crc32"
 _HEADER_START = b'{"__metadata__":{"' + _CRC_FIELD.encode() + b'":"'   # then 8 hex digits
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "U64": "<u8",
@@ -236,13 +238,31 @@ def _sniff(raw: bytes, path) -> int:
     return n
 
 
+def _legacy_header(head: bytes, path) -> dict | None:
+    """The header of a checkpoint in the first format, whose header had no checksum (its
+    arrays have theirs, checked as they are read); None for anything else."""
+    try:
+        header = json.loads(head[8:])
+        legacy = header["__metadata__"]["format"] == _LEGACY_FORMAT
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not legacy:
+        return None
+    warnings.warn(f"{path}: checkpoint in the first format, whose header carries no "
+                  "checksum; load it and save it again to protect its header", stacklevel=3)
+    return header
+
+
 def _checked_header(raw: bytes, path) -> tuple[dict, int]:
     """The parsed header and where the body starts, once the header checksum matches every
-    byte of the header region."""
+    byte of the header region (files of the first format have none: see _legacy_header)."""
     n = _sniff(raw, path)
     head = raw[:8 + n]
     at = 8 + len(_HEADER_START)
     if not head.startswith(_HEADER_START, 8) or n < len(_HEADER_START) + 8:
+        legacy = _legacy_header(head, path)
+        if legacy is not None:
+            return legacy, 8 + n
         raise CheckpointError(f"{path}: no xpgrad header checksum (a safetensors file "
                               "not written by engine.save, or a damaged one)")
     if head[at:at + 8] != f"{_header_crc(head):08x}".encode("ascii"):
