@@ -42,7 +42,6 @@ from engine import backend
 from engine.random import manual_seed
 from engine.tensor import Tensor
 from engine.watchdog import CollectiveWatchdog, collective_timeout
-from optim.optimizer import Optimizer
 
 
 class _World:
@@ -354,8 +353,6 @@ class DistributedOptimizer:
     def load_state_dict(self, state_dict) -> None:
         self.optimizer.load_state_dict(state_dict)
 
-
-Optimizer.register(DistributedOptimizer)
 
 
 class DistributedSampler:
