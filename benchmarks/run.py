@@ -1,31 +1,45 @@
 """The whole benchmark suite in one run, on every available device, beside PyTorch.
 
-    python -m benchmarks [--out runs/benchmarks] [--repeats 10] [--smoke]
+    python -m benchmarks [--threads N] [--hogs 1] [--out runs/benchmarks] [--repeats 10]
+                         [--smoke] [--skip-kernels] [--skip-sweep]
 
-Times per-op overhead, the fused kernels, four training steps (forward + backward + Adam:
-W1 MLP, W2 LSTM classifier, W3 Transformer encoder, W4 CNN) and a size sweep that shows
-where the GPU overtakes the CPU. Every timed step has a warm-up first; GPU work is
-synchronized before the clock stops; each figure is the median of the repeats with the
-spread (max - min) beside it. Writes ``results.json``, ``results.md`` and ``results.png``
-to ``--out``. Ratios measured in one run are what count; absolute times on a shared
-machine are noise. Without a GPU the suite still runs and says so in the table.
+xpgrad against PyTorch: four training steps (forward + backward + Adam: W1 MLP, W2 LSTM
+classifier, W3 Transformer encoder, W4 CNN) and the per-op overhead, each framework in a
+worker process of its own with the same thread count in every pool (``--threads``, default
+the usable cores: OpenMP, OpenBLAS, MKL, Numba, PyTorch's intra-op and inter-op pools), in
+two phases:
+
+- quiet: the machine as it is;
+- busy: ``--hogs`` busy-loop processes, started by the benchmark before the phase and
+  stopped after it, compete for the cores, as other people's work does on a shared machine.
+
+The frameworks take turns run by run (one timed step of xpgrad, one of PyTorch, ...), so a
+change in the machine's load hits both alike. The load average at the start and the end of
+each phase and the CPU time the hogs got are recorded beside the figures. The busy phase
+times the CPU only. Then, in this process with the same threads: the fused kernels and a
+size sweep that shows where the GPU overtakes the CPU. Every timed step has a warm-up
+first; GPU work is synchronized before the clock stops; each figure is the median of the
+repeats with the spread (max - min) beside it. Writes ``results.json``, ``results.md``,
+``results.png`` and ``comparison.md`` (the README's table) to ``--out``. Ratios measured
+in one run are what count; absolute times on a shared machine are noise. Without a GPU
+the suite still runs and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
-import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
-# Before any OpenMP runtime loads (PyTorch's or Numba's): idle worker threads sleep instead
-# of spinning, which on a shared 2-core machine otherwise slows both frameworks many-fold.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from benchmarks import machine, report, workloads
+from benchmarks.worker import Worker
 
-from benchmarks import workloads  # noqa: E402
+PHASES = ("quiet", "busy")
 
 
 def time_step(step, sync, warmup: int, repeats: int) -> tuple[float, float]:
@@ -46,49 +60,84 @@ def environment() -> dict:
     import numpy as np
 
     import engine
+    from engine import backend
 
     env = {"python": platform.python_version(), "numpy": np.__version__,
-           "machine": platform.machine(), "gpu": None}
+           "machine": platform.machine(), "cores": machine.usable_cores(), "gpu": None}
     if engine.cuda_is_available():
-        from engine import backend
-
         cp = backend.cupy_module()
         env["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
     else:
-        from engine import backend
-
         env["gpu_unavailable_reason"] = backend._cupy_error
-    try:
+    env["torch"] = None
+    if importlib.util.find_spec("torch") is not None:
         import torch
 
         env["torch"] = torch.__version__
         env["torch_cuda"] = torch.cuda.is_available()
-    except ImportError:
-        env["torch"] = None
     return env
 
 
-def xpgrad_devices(env) -> list[str]:
-    return ["cpu"] + (["cuda"] if env["gpu"] else [])
+def devices(env, framework: str, phase: str) -> list[str]:
+    """The devices a framework is timed on in a phase (the busy phase: the CPU only)."""
+    gpu = env["gpu"] if framework == "xpgrad" else env.get("torch_cuda")
+    return ["cpu"] + (["cuda"] if gpu and phase == "quiet" else [])
 
 
-def torch_devices(env) -> list[str]:
-    if not env.get("torch"):
-        return []
-    return ["cpu"] + (["cuda"] if env.get("torch_cuda") else [])
+def alternate(workers: dict, repeats: int, **request) -> dict[str, tuple[float, float]]:
+    """Each worker prepares the same step; then the workers take turns, one timed run
+    each, ``repeats`` times: framework -> (median, spread) in seconds."""
+    for worker in workers.values():
+        worker.prepare(**request)
+    samples = {framework: [] for framework in workers}
+    for _ in range(repeats):
+        for framework, worker in workers.items():
+            samples[framework].append(worker.time())
+    return {f: (statistics.median(s), max(s) - min(s)) for f, s in samples.items()}
 
 
-def run_training(env, scale, warmup, repeats) -> list[dict]:
-    rows = []
+def measure_phase(workers: dict, env, phase: str, scale: float, warmup: int, repeats: int,
+                  chain: int) -> tuple[list[dict], list[dict]]:
+    """Training-step rows and overhead rows of one phase."""
+    training, overhead = [], []
     for name, label in workloads.WORKLOADS.items():
-        makers = [("xpgrad", d, workloads.xpgrad_step) for d in xpgrad_devices(env)]
-        makers += [("pytorch", d, workloads.torch_step) for d in torch_devices(env)]
-        for framework, device, make in makers:
-            step, sync = make(name, device, scale)
-            median, spread = time_step(step, sync, warmup, repeats)
-            rows.append({"workload": name, "description": label, "framework": framework,
-                         "device": device, "ms": median, "spread_ms": spread})
-    return rows
+        for device in ("cpu", "cuda"):
+            on = {f: w for f, w in workers.items() if device in devices(env, f, phase)}
+            if not on:
+                continue
+            timed = alternate(on, repeats, kind="train", workload=name, device=device,
+                              scale=scale, warmup=warmup)
+            training += [{"phase": phase, "workload": name, "description": label,
+                          "framework": f, "device": device, "ms": median * 1e3,
+                          "spread_ms": spread * 1e3} for f, (median, spread) in timed.items()]
+    for mode, backward in (("forward", False), ("forward+backward", True)):
+        timed = alternate(workers, repeats, kind="overhead", backward=backward, n=chain)
+        overhead += [{"phase": phase, "framework": f, "mode": mode,
+                      "us_per_op": median / chain * 1e6, "spread_us": spread / chain * 1e6}
+                     for f, (median, spread) in timed.items()]
+    return training, overhead
+
+
+def run_phases(env, args, scale: float, warmup: int, repeats: int, chain: int) -> dict:
+    """Both frameworks in their worker processes through the phases in ``args.phases``."""
+    frameworks = ["xpgrad"] + (["pytorch"] if env["torch"] else [])
+    out = {"phases": [], "training": [], "overhead": []}
+    with contextlib.ExitStack() as stack:
+        workers = {f: stack.enter_context(Worker(f, args.threads, args.omp_wait_policy))
+                   for f in frameworks}
+        out["threads"] = {f: w.threads() for f, w in workers.items()}
+        for phase in args.phases:
+            busy = phase == "busy"
+            hog = machine.CpuHog(args.hogs, settle=0.2 if args.smoke else 1.0)
+            with hog if busy else contextlib.nullcontext():
+                record = {"phase": phase, "loadavg_start": machine.load_average()}
+                training, overhead = measure_phase(workers, env, phase, scale, warmup,
+                                                   repeats, chain)
+                record["loadavg_end"] = machine.load_average()
+            out["phases"].append({**record, **(hog.record() if busy else {})})
+            out["training"] += training
+            out["overhead"] += overhead
+    return out
 
 
 def training_ratios(rows) -> list[dict]:
@@ -113,7 +162,7 @@ def size_sweep(env, widths, warmup, repeats) -> list[dict]:
     """W1-shaped MLP steps of growing width on each device: where does the GPU win?"""
     rows = []
     for width in widths:
-        for device in xpgrad_devices(env):
+        for device in devices(env, "xpgrad", "quiet"):
             step, sync = workloads.mlp_step(width, device)
             median, spread = time_step(step, sync, warmup, repeats)
             rows.append({"width": width, "device": device, "ms": median,
@@ -130,123 +179,64 @@ def crossover(sweep) -> int | None:
     return None
 
 
-def _fmt(v, digits=3):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
-
-
-def _table(rows, columns) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |")
-    return lines
-
-
-def markdown(results) -> str:
-    env = results["environment"]
-    lines = ["# xpgrad benchmarks", ""]
-    lines.append(f"Python {env['python']}, NumPy {env['numpy']}, PyTorch "
-                 f"{env.get('torch') or 'not installed'}.")
-    if env["gpu"]:
-        lines.append(f"GPU: {env['gpu']}.")
-    else:
-        lines.append("GPU: none on this machine "
-                     f"({env.get('gpu_unavailable_reason') or 'CuPy not usable'}); "
-                     "CPU figures only.")
-    lines += ["", "## Per-op overhead (chain of 1,000 adds on 1-element tensors)", ""]
-    lines += _table(results["overhead"], ["framework", "mode", "us_per_op", "spread_us"])
-    if results.get("kernels"):
-        lines += ["", "## Fused kernels", ""]
-        lines += _table(results["kernels"], list(results["kernels"][0]))
-    lines += ["", "## Training steps (forward + backward + Adam), ms", ""]
-    lines += _table(results["training"], ["workload", "framework", "device", "ms",
-                                          "spread_ms"])
-    lines += ["", "Ratios (< 1: xpgrad faster than PyTorch; GPU/CPU < 1: GPU faster):", ""]
-    lines += _table(results["ratios"], ["workload", "device", "xpgrad_ms", "pytorch_ms",
-                                        "xpgrad_over_pytorch", "gpu_over_cpu"])
-    lines += ["", "## Size sweep: MLP 784-w-w-10 step, batch 128, ms", ""]
-    lines += _table(results["sweep"], ["width", "device", "ms", "spread_ms"])
-    cross = results.get("crossover_width")
-    lines.append("")
-    if not env["gpu"]:
-        lines.append("No GPU: no crossover to report.")
-    elif cross is None:
-        lines.append("The GPU did not overtake the CPU at any width measured.")
-    else:
-        lines.append(f"The GPU overtakes the CPU from width {cross}.")
-    return "\n".join(lines) + "\n"
-
-
-def plot(results, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    series = sorted({(r["framework"], r["device"]) for r in results["training"]})
-    names = list(workloads.WORKLOADS)
-    width = 0.8 / max(1, len(series))
-    for i, (framework, device) in enumerate(series):
-        ms = [next((r["ms"] for r in results["training"] if r["workload"] == n and
-                    r["framework"] == framework and r["device"] == device), 0) for n in names]
-        left.bar([k + i * width for k in range(len(names))], ms, width,
-                 label=f"{framework} {device}")
-    left.set_xticks([k + width * (len(series) - 1) / 2 for k in range(len(names))], names)
-    left.set_yscale("log")
-    left.set_ylabel("ms per training step")
-    left.legend()
-    left.set_title("training steps")
-    for device in sorted({r["device"] for r in results["sweep"]}):
-        pts = [(r["width"], r["ms"]) for r in results["sweep"] if r["device"] == device]
-        right.plot(*zip(*pts), marker="o", label=f"xpgrad {device}")
-    right.set_xscale("log", base=2)
-    right.set_yscale("log")
-    right.set_xlabel("MLP width")
-    right.set_ylabel("ms per step")
-    right.legend()
-    right.set_title("size sweep")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/benchmarks")
+    parser.add_argument("--threads", type=int, default=machine.usable_cores(),
+                        help="threads of every pool, the same for both frameworks (default: "
+                             f"the usable cores, {machine.usable_cores()} here)")
+    parser.add_argument("--hogs", type=int, default=1,
+                        help="busy-loop processes during the busy phase (default 1)")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
+                        help="OMP_WAIT_POLICY for both frameworks (default: each its own)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat (tests)")
     parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads < 1 or args.hogs < 0:
+        parser.error(f"--threads must be >= 1 and --hogs >= 0, got {args.threads} "
+                     f"and {args.hogs}")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
     scale = 0.05 if args.smoke else 1.0
     repeats = 1 if args.smoke else args.repeats
     warmup = 1 if args.smoke else args.warmup
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from benchmarks import overhead
-
     env = environment()
-    results = {"environment": env, "smoke": args.smoke}
-    results["overhead"] = overhead.run(n=50 if args.smoke else 1000, repeats=repeats)
-    if not args.skip_kernels:
-        from benchmarks import kernels
+    results = {"environment": env, "smoke": args.smoke, "repeats": repeats,
+               "warmup": warmup, "hogs": args.hogs}
+    results.update(run_phases(env, args, scale, warmup, repeats, 50 if args.smoke else 1000))
+    results["threads"]["requested"] = args.threads
+    results["threads"]["omp_wait_policy"] = args.omp_wait_policy
+    results["comparison"] = report.comparison_rows(results)
+    results["ratios"] = training_ratios([r for r in results["training"]
+                                         if r["phase"] == "quiet"])
+    import engine.kernels.cpu  # noqa: F401  (loads Numba now, so its threads are set too)
 
-        results["kernels"] = kernels.run(smoke=args.smoke)
-    results["training"] = run_training(env, scale, warmup, repeats)
-    results["ratios"] = training_ratios(results["training"])
-    widths = [16, 64] if args.smoke else [64, 128, 256, 512, 1024, 2048, 4096]
-    results["sweep"] = size_sweep(env, widths, warmup, repeats)
-    results["crossover_width"] = crossover(results["sweep"])
+    with machine.threads(args.threads) as in_process:
+        results["threads"]["in_process"] = in_process
+        if not args.skip_kernels:
+            from benchmarks import kernels
+
+            results["kernels"] = kernels.run(smoke=args.smoke)
+        if not args.skip_sweep:
+            widths = [16, 64] if args.smoke else [64, 128, 256, 512, 1024, 2048, 4096]
+            results["sweep"] = size_sweep(env, widths, warmup, repeats)
+            results["crossover_width"] = crossover(results["sweep"])
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(markdown(results))
-    plot(results, out / "results.png")
-    print(markdown(results))
-    print(f"wrote {out / 'results.md'}, results.json and results.png")
+    (out / "results.md").write_text(report.markdown(results))
+    (out / "comparison.md").write_text(report.comparison_markdown(results))
+    report.plot(results, out / "results.png")
+    print(report.markdown(results))
+    print(f"wrote {out / 'results.md'}, comparison.md, results.json and results.png")
     return results
 
 

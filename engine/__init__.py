@@ -45,6 +45,7 @@ from engine.ops.embedding import embedding
 from engine.kernels import fused_enabled, use_fused
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
+from engine.graph_view import draw_graph
 
 __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
@@ -64,4 +65,5 @@ __all__ = [
     "cross_entropy", "binary_cross_entropy", "scaled_dot_product_attention",
     "use_fused", "fused_enabled",
     "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "CheckpointError",
+    "draw_graph",
 ]

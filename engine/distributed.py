@@ -21,21 +21,27 @@ rank applies the same update and the parameters stay identical. CuPy gradients a
 on the GPU with NCCL when CuPy provides it, else through host buffers.
 
 Run with ``mpiexec -n 2 python train.py``. An exception on any rank aborts every rank (with
-the rank and the error printed) instead of leaving the others blocked in a collective.
+the rank and the error printed) instead of leaving the others blocked in a collective; so
+does a collective that waits longer than a timeout (10 minutes unless ``init(timeout=...)``
+or ``$XPGRAD_COLLECTIVE_TIMEOUT`` says otherwise), naming the ranks that did not arrive.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import sys
 import time
 import traceback
+from datetime import timedelta
 
 import numpy as np
 
 from engine import backend
 from engine.random import manual_seed
 from engine.tensor import Tensor
+from engine.watchdog import CollectiveWatchdog, collective_timeout
 
 
 class _World:
@@ -43,6 +49,7 @@ class _World:
     rank = 0
     size = 1
     nccl = None          # NCCL communicator for CuPy arrays, made on first use
+    watchdog = None      # CollectiveWatchdog, unless the timeout is infinite
     allreduce_seconds = 0.0
     allreduce_calls = 0
 
@@ -58,23 +65,43 @@ def _mpi():
     return MPI
 
 
-def init(seed: int | None = None, abort_on_exception: bool = True):
+def init(seed: int | None = None, abort_on_exception: bool = True,
+         timeout: float | timedelta | None = None):
     """Join the MPI world started by ``mpiexec``; returns the communicator.
 
     ``seed``: each rank seeds the engine with ``seed + rank``, so dropout masks and other
     draws differ across ranks; initial weights still agree after
     :func:`broadcast_parameters`. ``abort_on_exception``: an uncaught exception on any rank
     prints the rank and the error and aborts all ranks (no hang in a collective).
+    ``timeout``: seconds (or a ``timedelta``) a collective of this module may wait for the
+    other ranks before every rank is aborted with the names of those that did not arrive;
+    by default ``$XPGRAD_COLLECTIVE_TIMEOUT``, else 600; ``math.inf`` for no limit.
     """
     MPI = _mpi()
+    seconds = collective_timeout(timeout)
     _World.comm = MPI.COMM_WORLD
     _World.rank = _World.comm.Get_rank()
     _World.size = _World.comm.Get_size()
+    if _World.watchdog is not None:
+        _World.watchdog.timeout = seconds
+    elif seconds < math.inf:
+        _World.watchdog = CollectiveWatchdog(_World.comm, seconds)
     if abort_on_exception:
         sys.excepthook = _abort_hook
     if seed is not None:
         manual_seed(seed + _World.rank)
     return _World.comm
+
+
+def _watched(collective):
+    """Run ``collective`` under the watchdog, which aborts all ranks if it waits too long."""
+    @functools.wraps(collective)
+    def wrapper(*args, **kwargs):
+        if _World.watchdog is None:
+            return collective(*args, **kwargs)
+        with _World.watchdog.collective(collective.__name__):
+            return collective(*args, **kwargs)
+    return wrapper
 
 
 def is_initialized() -> bool:
@@ -97,6 +124,7 @@ def _comm():
     return _World.comm
 
 
+@_watched
 def barrier() -> None:
     _comm().Barrier()
 
@@ -134,6 +162,7 @@ def _named_tensors(module_or_params):
     return [(f"tensor {i}", t) for i, t in enumerate(module_or_params)]
 
 
+@_watched
 def broadcast_parameters(module_or_params, root: int = 0) -> None:
     """Copy rank ``root``'s parameters (and buffers) to every rank, in place.
 
@@ -184,6 +213,7 @@ def _sum_across_ranks(buf) -> None:
         buf[...] = backend.to_device(host, backend.device_of(buf))
 
 
+@_watched
 def allreduce_gradients(params, num_samples: int | None = None,
                         bucket_bytes: int = 25 * 2 ** 20) -> None:
     """Average ``p.grad`` over all ranks for every parameter that requires grad.
@@ -249,11 +279,18 @@ def _buckets(params, capacity: int):
         yield bucket
 
 
+@_watched
 def allreduce_scalar(value, op: str = "sum"):
-    """Sum (or max/min) a Python number over all ranks, e.g. for metrics."""
-    MPI = _mpi()
-    ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
-    return _comm().allreduce(value, op=ops[op])
+    """Sum (or max/min) a Python number over all ranks, e.g. for metrics.
+
+    The values are gathered and reduced in rank order, the same on every rank. (mpi4py's
+    pickled ``allreduce`` keeps the GIL while it waits, which would stall the watchdog
+    thread; ``allgather`` releases it.)
+    """
+    reductions = {"sum": sum, "max": max, "min": min}
+    if op not in reductions:
+        raise ValueError(f"allreduce_scalar: op must be one of {sorted(reductions)}, got {op!r}")
+    return reductions[op](_comm().allgather(value))
 
 
 def communication_stats(reset: bool = False) -> dict:
@@ -268,8 +305,10 @@ def communication_stats(reset: bool = False) -> dict:
 class DistributedOptimizer:
     """Wraps any optimizer: ``step`` averages the gradients across ranks, then steps.
 
-    Everything else (``zero_grad``, ``param_groups``, ``state_dict``, schedulers) goes to
-    the wrapped optimizer, so it drops into an existing training loop.
+    Everything else (``zero_grad``, ``param_groups``, ``state``, ``defaults``,
+    ``add_param_group``, ``state_dict``) goes to the wrapped optimizer, so it drops into an
+    existing training loop. It is registered as an ``optim.Optimizer``: learning-rate
+    schedulers built on it rewrite the wrapped optimizer's ``param_groups``.
     """
 
     def __init__(self, optimizer, bucket_bytes: int = 25 * 2 ** 20):
@@ -283,6 +322,13 @@ class DistributedOptimizer:
     @property
     def state(self):
         return self.optimizer.state
+
+    @property
+    def defaults(self):
+        return self.optimizer.defaults
+
+    def add_param_group(self, param_group: dict) -> None:
+        self.optimizer.add_param_group(param_group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -306,6 +352,7 @@ class DistributedOptimizer:
 
     def load_state_dict(self, state_dict) -> None:
         self.optimizer.load_state_dict(state_dict)
+
 
 
 class DistributedSampler:

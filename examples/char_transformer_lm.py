@@ -38,7 +38,8 @@ import engine
 import losses
 import nn
 import optim
-from common import History, make_parser, print_report, progress, save_checkpoint, setup
+from common import (History, make_parser, print_report, progress, save_checkpoint,
+                    save_graph, setup)
 from data import CharTokenizer, DataLoader, TensorDataset, load_text_corpus
 
 
@@ -190,10 +191,12 @@ def main(argv=None) -> dict:
                                   device=args.device)
         total, seen = 0.0, 0
         bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for xb, yb in bar:
+        for step, (xb, yb) in enumerate(bar):
             loss = lm_loss(model(xb), yb)
             optimizer.zero_grad()
             loss.backward()
+            if epoch == 1 and step == 0:
+                save_graph(loss, model, args.out)
             optim.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()

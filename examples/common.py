@@ -1,16 +1,20 @@
 """The plumbing every example shares: flags, progress bar, epoch log, plots, checkpoints.
 
 The examples keep their model, data and training loop in their own file; this module only
-holds what would otherwise be copied into each of them::
+holds what would otherwise be copied into each of them. The progress bar and the curves
+are :mod:`engine.monitor`'s, which your own loops can use too::
 
-    from common import History, make_parser, print_report, progress, save_checkpoint, setup
+    from common import (History, make_parser, print_report, progress, save_checkpoint,
+                        save_graph, setup)
 
     parser = make_parser("mlp_digits", __doc__, epochs=30, lr=1e-3, batch_size=64)
     args = setup(parser.parse_args(argv))          # seeds the engine, creates args.out
     history = History(args.out)
     for epoch in range(1, args.epochs + 1):
-        for xb, yb in progress(loader, f"epoch {epoch}/{args.epochs}"):
-            ...
+        for step, (xb, yb) in enumerate(progress(loader, f"epoch {epoch}/{args.epochs}")):
+            ...                                     # loss.backward()
+            if epoch == 1 and step == 0:
+                save_graph(loss, model, args.out)   # args.out/graph.svg
         history.log(epoch, train_loss=..., val_loss=..., train_acc=..., val_acc=...)
     history.plot()                                  # args.out/curves.png
     save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer)
@@ -25,16 +29,15 @@ adds its own flags to the parser it gets back.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 import engine
+from engine.monitor import History, progress
 
-__all__ = ["make_parser", "setup", "progress", "History", "save_checkpoint",
+__all__ = ["make_parser", "setup", "progress", "History", "save_graph", "save_checkpoint",
            "load_checkpoint", "print_report", "format_confusion"]
 
 
@@ -98,118 +101,14 @@ def _limit_blas_threads(threads: int) -> None:
     _blas_limits = threadpool_limits(limits=threads, user_api="blas")
 
 
-def progress(iterable, desc: str, **kwargs):
-    """A tqdm progress bar over ``iterable`` (batches); it disappears when the epoch ends.
+def save_graph(loss, model, out: Path) -> Path:
+    """``out/graph.svg``: the autograd graph of ``loss``, parameters named as in ``model``.
 
-    Call ``bar.set_postfix(loss=...)`` on the returned object to show a running value.
+    The examples call it once, after the first training batch's ``backward``, so the
+    drawing shows each parameter's gradient shape too.
     """
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, **kwargs)
-
-
-class History:
-    """Per-epoch metrics: printed as one line, kept for the plot, written as JSON.
-
-    ``log(epoch, train_loss=..., val_loss=..., train_acc=..., ...)``: names that start with
-    ``train_`` / ``val_`` are paired in one panel of the plot per quantity (loss, acc...).
-    The wall time of each epoch (since the previous ``log`` or the constructor) is kept as
-    ``seconds``.
-    """
-
-    def __init__(self, out: str | Path, total_epochs: int | None = None):
-        self.out = Path(out)
-        self.total_epochs = total_epochs
-        self.epochs: list[int] = []
-        self.values: dict[str, list[float]] = {}
-        self.seconds: list[float] = []
-        self._start = time.perf_counter()
-
-    def restart_clock(self) -> None:
-        """Start timing the next epoch now (e.g. after a slow set-up)."""
-        self._start = time.perf_counter()
-
-    def log(self, epoch: int, echo: bool = True, **metrics: float) -> None:
-        """Record this epoch's values (and its wall time); print them unless not ``echo``."""
-        now = time.perf_counter()
-        self.seconds.append(now - self._start)
-        self._start = now
-        self.epochs.append(epoch)
-        for key, value in metrics.items():
-            self.values.setdefault(key, []).append(float(value))
-        if not echo:
-            return
-        of = f"/{self.total_epochs}" if self.total_epochs else ""
-        parts = [f"epoch {epoch:3d}{of}"]
-        parts += [f"{key} {float(value):.4f}" for key, value in metrics.items()]
-        parts.append(f"{self.seconds[-1]:.1f}s")
-        print("  ".join(parts), flush=True)
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return float(np.mean(self.seconds)) if self.seconds else float("nan")
-
-    def last(self, key: str) -> float:
-        return self.values[key][-1]
-
-    def plot(self, filename: str = "curves.png", title: str | None = None,
-             log_scale: tuple[str, ...] = (), references: dict | None = None) -> Path:
-        """One panel per quantity, training and validation curves against the epoch.
-
-        ``log_scale``: quantities drawn on a logarithmic axis. ``references``: horizontal
-        lines, ``{quantity: (label, value)}``, e.g. a baseline's accuracy.
-        """
-        import matplotlib
-
-        matplotlib.use("Agg")            # files only, no window: works on servers and in CI
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-
-        quantities = []
-        for key in self.values:
-            q = key.split("_", 1)[1] if key.startswith(("train_", "val_")) else key
-            if q not in quantities:
-                quantities.append(q)
-        fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.5),
-                                 squeeze=False)
-        marker = "o" if len(self.epochs) <= 50 else None
-        for ax, q in zip(axes[0], quantities):
-            for key in (f"train_{q}", f"val_{q}", q):
-                if key in self.values:
-                    ax.plot(self.epochs, self.values[key], marker=marker, markersize=3,
-                            label=key.split("_", 1)[0] if key != q else q)
-            if references and q in references:
-                label, value = references[q]
-                ax.axhline(value, color="gray", linestyle="--", label=label)
-            if q in log_scale:
-                ax.set_yscale("log")
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(q)
-            ax.grid(alpha=0.3)
-            ax.legend()
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        path = self.out / filename
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
-
-    def save_json(self, filename: str = "history.json", **extra) -> Path:
-        """The curves, the epoch times and anything in ``extra`` (e.g. test metrics)."""
-        path = self.out / filename
-        payload = {"epoch": self.epochs, **self.values, "seconds": self.seconds, **extra}
-        path.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
-        return path
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+    return engine.draw_graph(loss, Path(out) / "graph.svg", params=model.named_parameters(),
+                             png=False)[0]
 
 
 def save_checkpoint(path: str | Path, model, optimizer=None, **extra) -> Path:

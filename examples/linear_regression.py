@@ -26,7 +26,8 @@ import numpy as np
 
 import engine
 import nn
-from common import History, make_parser, print_report, progress, save_checkpoint, setup
+from common import (History, make_parser, print_report, progress, save_checkpoint,
+                    save_graph, setup)
 from data import DataLoader, TensorDataset, train_test_split
 
 TRUE_THETA0, TRUE_THETA1, NOISE = 4.0, 3.0, 0.5
@@ -168,10 +169,12 @@ def main(argv=None) -> dict:
     print_every = max(1, args.epochs // 10)
     print("\nGradient descent trajectory (J on the training set, MSE = (1/n) Σ (y - ŷ)²):")
     for epoch in progress(range(1, args.epochs + 1), "gradient descent"):
-        for xb, yb in loader:
+        for step, (xb, yb) in enumerate(loader):
             J = half_sse(model(xb), yb)
             model.zero_grad()
             J.backward()                                   # θ.grad = ∂J/∂θ
+            if epoch == 1 and step == 0:
+                save_graph(J, model, args.out)
             with engine.no_grad():
                 for theta in model.parameters():
                     theta.data -= args.lr * theta.grad.data     # θ ← θ - α ∇θ J

@@ -35,7 +35,8 @@ import engine
 import losses
 import nn
 import optim
-from common import History, make_parser, print_report, progress, save_checkpoint, setup
+from common import (History, make_parser, print_report, progress, save_checkpoint,
+                    save_graph, setup)
 from data import (
     DataLoader, LabelEncoder, TensorDataset, Tokenizer, make_negation_sentiment,
     pad_sequences, read_text_csv, train_test_split,
@@ -160,11 +161,13 @@ def main(argv=None) -> dict:
     for epoch in range(1, args.epochs + 1):
         total, correct, seen = 0.0, 0, 0
         bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for xb, yb in bar:
+        for step, (xb, yb) in enumerate(bar):
             logits = model(xb)
             loss = losses.cross_entropy(logits, yb)
             optimizer.zero_grad()
             loss.backward()
+            if epoch == 1 and step == 0:
+                save_graph(loss, model, args.out)
             optimizer.step()
             total += loss.item() * len(yb)
             correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())

@@ -41,7 +41,8 @@ import engine
 import losses
 import nn
 import optim
-from common import History, make_parser, print_report, progress, save_checkpoint, setup
+from common import (History, make_parser, print_report, progress, save_checkpoint,
+                    save_graph, setup)
 from data import DataLoader, TensorDataset, Tokenizer, make_negation_sentiment, pad_sequences
 from losses import metrics
 
@@ -144,10 +145,12 @@ def pretrain(model, ids_train, ids_val, args) -> History:
     for epoch in range(1, args.pretrain_epochs + 1):
         total, correct, count = 0.0, 0, 0
         bar = progress(loader, f"pre-train {epoch}/{args.pretrain_epochs}")
-        for (ids,) in bar:
+        for step, (ids,) in enumerate(bar):
             loss, logits, targets = lm_loss(model, ids)
             optimizer.zero_grad()
             loss.backward()
+            if epoch == 1 and step == 0:
+                save_graph(loss, model, args.out)
             optimizer.step()
             words = targets.numpy() != 0
             n = int(words.sum())

@@ -35,7 +35,8 @@ import engine
 import losses
 import nn
 import optim
-from common import History, make_parser, print_report, progress, save_checkpoint, setup
+from common import (History, make_parser, print_report, progress, save_checkpoint,
+                    save_graph, setup)
 from data import (
     BOS, EOS, PAD, DataLoader, TensorDataset, make_addition_task, make_reverse_task,
     make_sort_task,
@@ -212,13 +213,15 @@ def main(argv=None) -> dict:
     for epoch in range(1, args.epochs + 1):
         total, seen = 0.0, 0
         bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for src, tgt in bar:
+        for step, (src, tgt) in enumerate(bar):
             tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]     # <bos> y1 .. yn -> y1 .. yn <eos>
             logits = model(src, tgt_in)                     # (N, T, vocab)
             loss = losses.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                         tgt_out.reshape(-1), ignore_index=pad)
             optimizer.zero_grad()
             loss.backward()
+            if epoch == 1 and step == 0:
+                save_graph(loss, model, args.out)
             optim.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()

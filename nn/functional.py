@@ -18,9 +18,9 @@ from engine import backend, random
 from engine.ops.activation import relu, sigmoid, tanh
 from engine.ops.attention import attend, attention_masks
 from engine.ops.conv import conv2d
-from engine.ops.embedding import embedding
-from engine.ops.linalg import linear
-from engine.ops.norm import batch_norm, layer_norm
+from engine.ops.embedding import Embedding, embedding  # noqa: F401  (the Function's old home)
+from engine.ops.linalg import Linear, linear  # noqa: F401
+from engine.ops.norm import BatchNorm, batch_norm, layer_norm  # noqa: F401
 from engine.ops.pool import avg_pool2d, max_pool2d
 from engine.tensor import Tensor
 

@@ -19,6 +19,11 @@ from optim.rmsprop import RMSprop
 from optim.adagrad import Adagrad
 from optim.clip import clip_grad_norm_, clip_grad_value_
 from optim import lr_scheduler
+from engine.distributed import DistributedOptimizer
+
+# The data-parallel wrapper is an optimizer to everything that checks (schedulers included);
+# registered here because engine never imports optim.
+Optimizer.register(DistributedOptimizer)
 
 __all__ = [
     "Optimizer", "required", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad",

@@ -25,8 +25,7 @@ from engine.tensor import Tensor
 
 
 class Attention(Function):
-    """out = (P ⊙ D) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product;
-    docs/formulas.md, the Transformer)
+    """out = (P ⊙ D) V,  P = softmax(scale · Q Kᵀ + bias, masked)  (scaled dot product)
 
     Masked scores (``keep`` False, or j > i under ``causal``) are -inf before the softmax;
     a row with every score masked gives P = 0, not NaN. D is the dropout mask divided by
@@ -35,6 +34,8 @@ class Attention(Function):
     gS = P ⊙ (gP - Σⱼ gPⱼ Pⱼ);  gQ = scale · gS K;  gK = scale · gSᵀ Q;  gbias = gS
     (summed over broadcast axes). The fused kernels save P and are differentiable once;
     the reference saves Q, K, V and the bias and recomputes P, so it is differentiable again.
+
+    docs/formulas.md, the Transformer.
     """
 
     @staticmethod

@@ -58,9 +58,10 @@ def matmul(a, b):
 
 class Linear(Function):
     """y = x Wᵀ + b  over the last axis of x (any leading axes, flattened to M rows)
-    (docs/formulas.md, F8 the neuron)
 
     gx = gy W,   gW = gyᵀ x,   gb = Σ_rows gy
+
+    docs/formulas.md, F8 the neuron.
     """
 
     @staticmethod

@@ -36,8 +36,7 @@ def constant_weight(op: str, weight, like: Tensor, name: str = "weight"):
 
 # ---------------------------------------------------------------- cross-entropy
 class CrossEntropy(Function):
-    """Cross-entropy of logits x (N, C) with class indices t (N,), label smoothing ε
-    (docs/formulas.md, F5 cross-entropy and F10 its gradient):
+    """Cross-entropy of logits x (N, C) with class indices t (N,), label smoothing ε:
 
     log pᵢ = log_softmax(xᵢ);  ℓᵢ = -(1 - ε) log pᵢ,tᵢ - (ε / C) Σ_c log pᵢc  (0 where tᵢ is
     ignore_index); 'mean' divides Σᵢ ℓᵢ by the number of rows not ignored.
@@ -45,6 +44,8 @@ class CrossEntropy(Function):
     gxᵢ = gℓᵢ · (pᵢ Σ_c wᵢc - wᵢ),  wᵢ = ((1 - ε) onehot(tᵢ) + ε / C) · [tᵢ ≠ ignore_index]
     (softmax minus target, the classic "ŷ - y"). The fused kernels save log Σ exp per row
     and are differentiable once; the reference saves x, so it is differentiable again.
+
+    docs/formulas.md, F5 cross-entropy and F10 its gradient.
     """
 
     @staticmethod
@@ -112,11 +113,12 @@ _BCE_EPS = float(np.float32(1e-12))   # PyTorch clamps x(1 - x) at the float32 v
 
 class BinaryCrossEntropy(Function):
     """ℓ = -w [y · max(log x, -100) + (1 - y) · max(log(1 - x), -100)]
-    (docs/formulas.md, F6 binary cross-entropy)
 
     gx = gℓ · w (x - y) / max(x (1 - x), 10⁻¹²)
     gy = gℓ · w (max(log(1 - x), -100) - max(log x, -100))
     (PyTorch's clamps: finite losses and gradients at x = 0 and x = 1.)
+
+    docs/formulas.md, F6 binary cross-entropy.
     """
 
     @staticmethod

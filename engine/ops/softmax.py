@@ -16,9 +16,11 @@ from engine.tensor import Tensor
 
 
 class Softmax(Function):
-    """yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m),  m = maxⱼ xⱼ   (docs/formulas.md, F7 softmax)
+    """yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m),  m = maxⱼ xⱼ
 
     gx = y ⊙ (gy - Σⱼ gyⱼ yⱼ)   (the Jacobian diag(y) - y yᵀ applied to gy)
+
+    docs/formulas.md, F7 softmax.
     """
 
     log = False

@@ -1,14 +1,10 @@
 """An exception on one rank ends every rank promptly, naming the rank and the error."""
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
-from mpi_util import mpiexec_command  # noqa: E402
+from mpi_util import run_two_ranks  # noqa: E402
 
 SCRIPT = """
 import time
@@ -30,18 +26,6 @@ dist.init()
 model = nn.Linear(3, 4 + dist.get_rank())
 dist.broadcast_parameters(model)
 """
-
-
-def run_two_ranks(tmp_path, source, timeout=60):
-    cmd = mpiexec_command(2)
-    if cmd is None:
-        pytest.skip("needs mpi4py and mpiexec")
-    script = tmp_path / "script.py"
-    script.write_text(source)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd + [sys.executable, str(script)], capture_output=True,
-                          text=True, timeout=timeout)
-    return proc, time.perf_counter() - start
 
 
 def test_exception_on_rank_1_aborts_both_ranks(tmp_path):

@@ -79,6 +79,31 @@ def test_two_half_batches_equal_one_full_batch(name):
     assert max(dist._comm().allgather(max(diffs))) < 1e-12
 
 
+@pytest.mark.timeout(120)
+def test_scheduler_on_distributed_optimizer_matches_one_process():
+    rank = dist.get_rank()
+
+    def train(model, opt, shard):
+        sched = optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+        for x, y in batches(steps=12):
+            opt.zero_grad()
+            loss_fn(model, x[shard], y[shard]).backward()
+            opt.step()
+            sched.step()
+        return sched.get_last_lr()
+
+    engine.manual_seed(0)
+    ref = make_model()
+    ref_lr = train(ref, make_optimizer("sgd", ref.parameters()), slice(0, 8))
+    engine.manual_seed(0)
+    model = make_model()
+    opt = dist.DistributedOptimizer(make_optimizer("sgd", model.parameters()))
+    lr = train(model, opt, slice(rank * 4, rank * 4 + 4))
+    assert lr == ref_lr == [0.1 * 0.5 ** 3]
+    diffs = [np.max(np.abs(a - b)) for a, b in zip(params_of(model), params_of(ref))]
+    assert max(dist._comm().allgather(max(diffs))) < 1e-12
+
+
 @pytest.mark.timeout(60)
 def test_uneven_shards_weighted_by_sample_count():
     rank = dist.get_rank()
@@ -120,3 +145,14 @@ def test_float32_and_float64_buckets_keep_their_dtype():
     for p in params:
         assert p.grad.dtype == p.dtype
         np.testing.assert_array_equal(p.grad.data, np.full(p.shape, 1.5))
+
+
+@pytest.mark.timeout(60)
+def test_allreduce_scalar_reduces_python_numbers_alike_on_every_rank():
+    rank = dist.get_rank()
+    assert dist.allreduce_scalar(rank + 1) == 3 and isinstance(dist.allreduce_scalar(1), int)
+    assert dist.allreduce_scalar(0 if rank == 0 else 2.5) == 2.5   # an int and a float
+    assert dist.allreduce_scalar(10 * rank - 3, op="max") == 7
+    assert dist.allreduce_scalar(10 * rank - 3, op="min") == -3
+    with pytest.raises(ValueError, match="allreduce_scalar: op must be one of"):
+        dist.allreduce_scalar(1, op="prod")

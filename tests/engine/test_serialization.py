@@ -50,12 +50,27 @@ def test_round_trip_keeps_structure_types_and_values(tmp_path):
 
 
 def test_file_is_plain_safetensors(tmp_path):
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
+    rng = np.random.default_rng(0)
+    arrays = {f"a.{dtype}": np.abs(rng.standard_normal((2, 3)) * 50).astype(dtype)
+              for dtype in ("float64", "float32", "float16", "int64", "uint64", "int32",
+                            "uint32", "int16", "uint16", "int8", "uint8", "bool", "complex64")}
+    arrays["empty"] = np.zeros((0, 4), dtype=np.float32)
+    arrays["scalar"] = np.array(2.5)
     path = tmp_path / "ckpt.safetensors"
-    engine.save(state(), path)
-    arrays = load_file(str(path))
-    assert "model.linear.weight" in arrays and arrays["model.linear.weight"].shape == (3, 4)
+    engine.save({"x": arrays, "w": engine.randn(3, 4)}, path)
+    theirs = load_file(str(path))
+    ours = engine.load(path)
+    assert set(theirs) == {f"x.{k}" for k in arrays} | {"w"}
+    for k, v in arrays.items():
+        assert theirs[f"x.{k}"].dtype == v.dtype and theirs[f"x.{k}"].shape == v.shape
+        np.testing.assert_array_equal(theirs[f"x.{k}"], v)
+        np.testing.assert_array_equal(ours["x"][k], v)
+    np.testing.assert_array_equal(theirs["w"], ours["w"].data)
+    with safe_open(str(path), "numpy") as f:
+        assert f.metadata()["format"].startswith("xpgrad-checkpoint")
 
 
 def test_save_does_not_modify_or_move_what_it_saves(tmp_path):

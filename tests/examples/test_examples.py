@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 import engine
+from engine import monitor
 from engine.tensor import Tensor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from graph_check import assert_graph  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +69,8 @@ def check_outputs(out: Path, epochs: int, with_optimizer: bool = True) -> dict:
     if with_optimizer:
         assert set(state["optimizer"]) == {"state", "param_groups"}
         assert len(state["optimizer"]["state"]) == len(model)     # Adam stepped every param
+    names = assert_graph(out / "graph.svg", model)
+    assert len(names) == len(state["optimizer"]["state"] if with_optimizer else model)
     return state
 
 
@@ -179,6 +185,7 @@ def test_text_classifier_reports_a_missing_column(tmp_path):
 
 def test_common_flags_and_report(tmp_path, capsys):
     common = load_example("common")
+    assert common.History is monitor.History and common.progress is monitor.progress
     parser = common.make_parser("demo", epochs=7, lr=0.5, batch_size=3)
     args = parser.parse_args([])
     assert (args.epochs, args.lr, args.batch_size, args.seed, args.device) == (7, 0.5, 3, 0,

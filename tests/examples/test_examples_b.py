@@ -19,6 +19,9 @@ import pytest
 
 import engine
 
+sys.path.insert(0, str(Path(__file__).parent))
+from graph_check import assert_graph  # noqa: E402
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,6 +80,7 @@ def test_vit_smoke(tmp_path, capsys):
     ckpt = load_into(model, tmp_path / "checkpoint.safetensors")
     assert ckpt["model"]["cls_token"].shape == (1, 1, 16)
     assert ckpt["model"]["pos_embed"].shape == (1, 17, 16)       # 16 patches + [CLS]
+    assert_graph(tmp_path / "graph.svg", ckpt["model"])
     assert "== test ==" in capsys.readouterr().out
 
 
@@ -124,6 +128,7 @@ def test_char_lm_smoke_on_a_text_file(tmp_path, capsys):
     model = lm.CharTransformerLM(len(vocab), 32, d_model=32, nhead=2, num_layers=1,
                                  dim_feedforward=64)
     load_into(model, out / "checkpoint.safetensors")
+    assert_graph(out / "graph.svg", ckpt["model"])
     printed = capsys.readouterr().out
     assert "val_bpc" in printed and "== sample (temperature 0.5) ==" in printed
 
@@ -165,6 +170,7 @@ def test_seq2seq_smoke(task, tmp_path, capsys):
                                    dim_feedforward=32, max_len=64)
     ckpt = load_into(model, tmp_path / "checkpoint.safetensors")
     assert ckpt["task"] == task and ckpt["vocabulary"][:3] == ["<pad>", "<bos>", "<eos>"]
+    assert_graph(tmp_path / "graph.svg", ckpt["model"])
     printed = capsys.readouterr().out
     assert "(none of the latter two in training)" in printed and "expected" in printed
 
@@ -201,6 +207,7 @@ def test_pretrain_finetune_smoke(tmp_path, capsys):
     assert_png(tmp_path / "pretrain_curves.png")
     assert 0.0 <= results["pretrain_val_next_word_acc"] <= 1.0
     lm_state = engine.load(tmp_path / "pretrained_lm.safetensors")["model"]
+    assert_graph(tmp_path / "graph.svg", lm_state)
     vocab = lm_state["lm_head.weight"].shape[0]
     maxlen = 16                                      # the grammar's longest sentence
 

@@ -31,11 +31,8 @@ class _TwoRanks:
     def bcast(self, obj, root=0):
         return obj
 
-    def allreduce(self, value, op=None):
-        return value * 4
-
     def allgather(self, obj):
-        return [obj, obj]
+        return [obj, 3 * obj if isinstance(obj, (int, float)) else obj]
 
     def Bcast(self, buf, root=0):
         assert isinstance(buf, np.ndarray) and buf.flags.c_contiguous, "MPI gets host buffers"
