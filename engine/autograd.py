@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from engine import backend
-from engine.function import _RELEASED, _Anomaly, _GradMode
+from engine.function import _RELEASED, _modes, anomaly_enabled
 from engine.tensor import Tensor
 
 
@@ -138,7 +138,7 @@ def _check_grad(op, i, g, shape, dtype):
             f"{op}.backward returned a gradient of shape {data.shape} and dtype {data.dtype} "
             f"for input {i} of shape {shape} and dtype {dtype}"
         )
-    if _Anomaly.enabled:
+    if anomaly_enabled():
         xp = backend.array_module(data)
         if not bool(xp.isfinite(data).all()):
             kind = "NaN" if bool(xp.isnan(data).any()) else "inf"
@@ -182,13 +182,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
         slots[t._index] = _accumulate(slots[t._index], g)
         roots_nodes.append(t._node)
 
-    previous = _GradMode.enabled
-    _GradMode.enabled = create_graph        # record only when a graph of grads is wanted
+    previous = _modes.grad_enabled
+    _modes.grad_enabled = create_graph      # record only when a graph of grads is wanted
     try:
         _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph,
               shared)
     finally:
-        _GradMode.enabled = previous
+        _modes.grad_enabled = previous
     for leaf, g in leaf_grads.items():
         _accumulate_leaf(leaf, g, create_graph, shared)
     if capture is None:
@@ -252,7 +252,7 @@ def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_gra
             if g is not None:
                 if type(g) is not np.ndarray or g.shape != shape or g.dtype != dtype:
                     g = _check_grad(type(node).__name__, i, g, shape, dtype)
-                elif _Anomaly.enabled:
+                elif anomaly_enabled():
                     _check_grad(type(node).__name__, i, g, shape, dtype)
             if type(target) is not tuple and isinstance(target, Tensor):
                 if g is None:

@@ -25,11 +25,16 @@ Each backward formula is written once. For first-order gradients it runs on raw 
 ``ctx.xp`` the array module; under ``create_graph=True`` it runs on Tensors, with
 ``ctx.xp`` the Tensor namespace :mod:`engine.tensor_xp` and ``ctx.saved_tensors`` the
 recorded Tensors, so that the backward is itself differentiated.
+
+Grad mode and anomaly mode are per thread, as in PyTorch: a new thread starts with grad
+enabled and anomaly checks off, and a ``no_grad`` block in one thread never changes what
+another records.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 
 import numpy as np
@@ -40,31 +45,35 @@ from engine.tensor import Tensor
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
 
 
-class _GradMode:
-    enabled = True
+class _ThreadModes(threading.local):
+    """This thread's switches; the class attributes are what a new thread starts with."""
+
+    grad_enabled = True
+    anomaly = False
 
 
-class _Anomaly:
-    enabled = False
+_modes = _ThreadModes()
+_anomaly_lock = threading.Lock()
+_anomaly_threads = 0   # threads inside detect_anomaly: ops read _modes.anomaly only if > 0
 
 
 def is_grad_enabled() -> bool:
-    """True while operations are recorded for differentiation."""
-    return _GradMode.enabled
+    """True while operations are recorded for differentiation (in this thread)."""
+    return _modes.grad_enabled
 
 
 @contextlib.contextmanager
 def _grad_mode(enabled: bool):
-    previous = _GradMode.enabled
-    _GradMode.enabled = enabled
+    previous = _modes.grad_enabled
+    _modes.grad_enabled = enabled
     try:
         yield
     finally:
-        _GradMode.enabled = previous
+        _modes.grad_enabled = previous
 
 
 def no_grad():
-    """Context manager (and decorator) under which no graph is recorded."""
+    """Context manager (and decorator) under which this thread records no graph."""
     return _grad_mode(False)
 
 
@@ -74,8 +83,36 @@ def enable_grad():
 
 
 def set_grad_enabled(mode: bool):
-    """Context manager that sets grad mode to ``mode``."""
+    """Context manager that sets this thread's grad mode to ``mode``."""
     return _grad_mode(bool(mode))
+
+
+def anomaly_enabled() -> bool:
+    """True inside :func:`detect_anomaly` in this thread."""
+    return _anomaly_threads > 0 and _modes.anomaly
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Name the first op whose forward output or backward gradient holds NaN or inf.
+
+    Inside this context (also usable as a decorator) every op of this thread checks its
+    outputs: forward raises ``FloatingPointError`` when an output holds NaN (or inf) that
+    none of its inputs held, so legitimate ``-inf`` masks pass through; backward raises
+    when a gradient holds NaN or inf, naming the op whose backward produced it. The checks
+    synchronize with the device: debug use only.
+    """
+    global _anomaly_threads
+    previous = _modes.anomaly
+    with _anomaly_lock:
+        _anomaly_threads += 1
+    _modes.anomaly = True
+    try:
+        yield
+    finally:
+        _modes.anomaly = previous
+        with _anomaly_lock:
+            _anomaly_threads -= 1
 
 
 def _describe(arrays) -> str:
@@ -158,7 +195,7 @@ class Function:
         needs = []
         edges = []
         record = False
-        grad_on = _GradMode.enabled
+        grad_on = _modes.grad_enabled
         plain = True              # every array a NumPy ndarray (the common case)
         for a in args:
             if isinstance(a, Tensor):
@@ -187,7 +224,7 @@ class Function:
         outs = cls.forward(ctx, *arrays, **params)
         if type(outs) is not tuple:                        # one output: the fast path
             out = outs if type(outs) is np.ndarray else _as_array(ctx.xp, outs)
-            if _Anomaly.enabled:
+            if _anomaly_threads and _modes.anomaly:
                 _check_forward_anomaly(cls.__name__, arrays, (out,))
             if not record:
                 return Tensor._make(out, None, 0)
@@ -199,7 +236,7 @@ class Function:
             return result
         raw = outs
         outs = tuple([o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs])
-        if _Anomaly.enabled:
+        if _anomaly_threads and _modes.anomaly:
             _check_forward_anomaly(cls.__name__, arrays, outs)
         if not record:
             return tuple([Tensor._make(o, None, 0) for o in outs])
@@ -263,22 +300,3 @@ def _check_forward_anomaly(op: str, inputs, outputs) -> None:
                 f"detect_anomaly: {op} forward produced {kind} in output {k} "
                 f"(inputs: {_describe(inputs)})"
             )
-
-
-class detect_anomaly(contextlib.ContextDecorator):
-    """Name the first op whose forward output or backward gradient holds NaN or inf.
-
-    Inside this context every op checks its outputs: forward raises ``FloatingPointError``
-    when an output holds NaN (or inf) that none of its inputs held, so legitimate ``-inf``
-    masks pass through; backward raises when a gradient holds NaN or inf, naming the op
-    whose backward produced it. The checks synchronize with the device: debug use only.
-    """
-
-    def __enter__(self):
-        self._previous = _Anomaly.enabled
-        _Anomaly.enabled = True
-        return self
-
-    def __exit__(self, *exc):
-        _Anomaly.enabled = self._previous
-        return False
