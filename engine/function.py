@@ -18,8 +18,11 @@ An op is a subclass with two static methods that work on raw arrays (NumPy or Cu
 
 ``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
 mode is on and some input requires grad, records the call as a graph node: the instance
-(``ctx``) keeps edges to its inputs' producers and only *weak* references to its outputs,
-so an output owns its creator and never the reverse (no reference cycles).
+(``ctx``) keeps one edge per input, ``(node, index, shape, dtype)``, naming where that
+input's gradient goes (output ``index`` of the node that produced the input, or the leaf's
+:class:`AccumulateGrad`, index 0) and the shape and dtype it must have; None for an input
+that needs no gradient. Nodes point only backward: an output owns its creator and never the
+reverse, so a graph is freed by reference counting alone.
 
 Each backward formula is written once. For first-order gradients it runs on raw arrays with
 ``ctx.xp`` the array module; under ``create_graph=True`` it runs on Tensors, with
@@ -144,13 +147,65 @@ def _check_devices(op: str, arrays) -> object:
     return np if first in (None, "cpu") else backend.cupy_module()
 
 
+class AccumulateGrad:
+    """The graph node at a leaf that requires grad (PyTorch's ``AccumulateGrad``).
+
+    Every edge of the graph ends at a node; a leaf's gradient goes to its accumulator,
+    which the backward walk runs last for that leaf, adding the summed gradient to
+    ``leaf.grad``. The accumulator holds the leaf; the leaf caches only a weak reference to
+    its accumulator, so all graphs through one leaf share one accumulator while any of
+    them lives, and no reference cycle forms.
+    """
+
+    __slots__ = ("variable", "__weakref__")
+    edges = ()
+    n_outputs = 1
+
+    def __init__(self, variable: Tensor) -> None:
+        self.variable = variable
+
+
+def grad_accumulator(leaf: Tensor) -> AccumulateGrad:
+    """The accumulator of ``leaf``: the live one if some graph holds it, else a new one."""
+    ref = getattr(leaf, "_accumulator", None)    # the slot is set on first use only
+    acc = None if ref is None else ref()
+    if acc is None:
+        acc = AccumulateGrad(leaf)
+        leaf._accumulator = weakref.ref(acc)
+    return acc
+
+
+def gradient_edge(t: Tensor) -> tuple:
+    """``(node, index)``: where the gradient of ``t`` goes in the graph."""
+    if t._node is None:
+        return grad_accumulator(t), 0
+    return t._node, t._index
+
+
+def freed_graph_error(node) -> RuntimeError:
+    """The "backward twice" error, for a node whose saved arrays a backward freed."""
+    return RuntimeError(
+        f"{type(node).__name__}: trying to backward through the graph a second time, but "
+        "its saved arrays were freed by the first backward; pass retain_graph=True to the "
+        "first backward to keep them"
+    )
+
+
+_new_object = object.__new__
+_make_tensor = Tensor._make
+_ndarray = np.ndarray
+
+
 class Function:
     """Base class of every differentiable op (see the module docstring)."""
 
     # Defaults, overwritten per instance only when needed (keeps apply cheap).
+    xp = np               # the array module of the inputs (CuPy or tensor_xp when set)
+    n_outputs = 1
+    out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
     saved_tags = None
-    out_meta = None
+    retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
     # Ops whose backward uses values that are not differentiable functions of the inputs
@@ -180,88 +235,79 @@ class Function:
         if self._saved_view is not None:
             return self._saved_view
         if self.saved is _RELEASED:
-            raise RuntimeError(
-                f"{type(self).__name__}: trying to backward through the graph a second "
-                "time, but its saved arrays were freed by the first backward; pass "
-                "retain_graph=True to the first backward to keep them"
-            )
+            raise freed_graph_error(self)
         return self.saved
 
     @classmethod
     def apply(cls, *args, **params):
-        """Run the op on Tensors (or scalars/arrays); record a node when needed."""
-        ctx = object.__new__(cls)
-        arrays = []
-        needs = []
-        edges = []
-        record = False
+        """Run the op on Tensors (or scalars, arrays, None for an absent optional input);
+        record a node when grad mode is on and some input requires grad."""
+        ctx = _new_object(cls)
         grad_on = _modes.grad_enabled
-        plain = True              # every array a NumPy ndarray (the common case)
+        arrays = []
+        edges = []
+        needs = []
+        record = False
+        plain = True        # only NumPy arrays, Python scalars and None: ctx.xp is NumPy
         for a in args:
             if isinstance(a, Tensor):
                 d = a.data
-                if type(d) is not np.ndarray:
-                    plain = False
                 arrays.append(d)
-                if a.requires_grad and grad_on:
-                    record = True
-                    needs.append(True)
-                    node = a._node    # the gradient goes to a's producer, or to a leaf
-                    edges.append((a, 0, d.shape, d.dtype) if node is None else
-                                 (node, a._index, d.shape, d.dtype))
-                    continue
-            elif isinstance(a, np.generic):
-                arrays.append(a.item())   # NumPy scalars act like Python scalars
-            else:
-                if type(a) is not np.ndarray and not isinstance(a, (float, int)):
+                if type(d) is not _ndarray:
                     plain = False
+                if grad_on and a.requires_grad:
+                    record = True
+                    node = a._node
+                    edges.append((node, a._index, d.shape, d.dtype) if node is not None
+                                 else (grad_accumulator(a), 0, d.shape, d.dtype))
+                    needs.append(True)
+                    continue
+            else:
+                kind = type(a)
+                if kind is float or kind is int or a is None or kind is _ndarray:
+                    pass
+                elif isinstance(a, np.generic):
+                    a = a.item()              # NumPy scalars act like Python scalars
+                elif not isinstance(a, (float, int)):
+                    plain = False             # a CuPy array, a list, ...
                 arrays.append(a)
-            needs.append(False)
             edges.append(None)
-        ctx.xp = np if plain else _check_devices(cls.__name__, arrays)
+            needs.append(False)
+        if not plain:
+            ctx.xp = _check_devices(cls.__name__, arrays)
         if record:
-            ctx.needs_input_grad = needs
-        outs = cls.forward(ctx, *arrays, **params)
-        if type(outs) is not tuple:                        # one output: the fast path
-            out = outs if type(outs) is np.ndarray else _as_array(ctx.xp, outs)
-            if _anomaly_threads and _modes.anomaly:
-                _check_forward_anomaly(cls.__name__, arrays, (out,))
-            if not record:
-                return Tensor._make(out, None, 0)
             ctx.edges = edges
-            result = Tensor._make(out, ctx, 0)
-            ctx.outputs = (weakref.ref(result),)
-            if ctx.saved:
-                ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, (outs,), (out,))
-            return result
-        raw = outs
-        outs = tuple([o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs])
+            ctx.needs_input_grad = needs
+        raw = cls.forward(ctx, *arrays, **params) if params else cls.forward(ctx, *arrays)
+        if type(raw) is _ndarray:                      # one NumPy output: nothing to convert
+            outs = (raw,)
+        else:
+            outs = tuple([o if type(o) is _ndarray else _as_array(ctx.xp, o)
+                          for o in (raw if type(raw) is tuple else (raw,))])
         if _anomaly_threads and _modes.anomaly:
             _check_forward_anomaly(cls.__name__, arrays, outs)
-        if not record:
-            return tuple([Tensor._make(o, None, 0) for o in outs])
-        ctx.edges = edges
-        results = tuple([Tensor._make(o, ctx, i) for i, o in enumerate(outs)])
-        ctx.outputs = tuple([weakref.ref(t) for t in results])
-        ctx.out_meta = tuple([(o.shape, o.dtype) for o in outs])
-        if ctx.saved:
-            ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, raw, outs)
-        return results
+        if record:
+            if len(outs) > 1:
+                ctx.n_outputs = len(outs)
+                ctx.out_meta = tuple([(o.shape, o.dtype) for o in outs])
+            if ctx.saved:
+                _record_saved(ctx, arrays, raw, outs)
+        node = ctx if record else None
+        if type(raw) is not tuple:
+            return _make_tensor(outs[0], node, 0)
+        return tuple([_make_tensor(o, node, i) for i, o in enumerate(outs)])
 
 
-def _as_array(xp, value):
-    """NumPy returns scalars from 0-d results: make every output an array."""
-    return value if backend.is_cuda_array(value) else xp.asarray(value)
-
-
-def _tag_saved(saved, inputs, raw_outputs, outputs):
+def _record_saved(ctx, inputs, raw, outputs) -> None:
     """Mark each saved value as input i, output i or a constant (for create_graph).
 
     A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
-    the output Tensor holds, so that it stays tied to the graph.
+    the output Tensor holds, so that it stays tied to the graph. This is the one place that
+    knows, per saved value, which input or output it is.
     """
+    raw_outputs = raw if type(raw) is tuple else (raw,)
     values, tags = [], []
-    for s in saved:
+    for s in ctx.saved:
         tag = None
         for i, a in enumerate(inputs):
             if s is a:
@@ -275,7 +321,12 @@ def _tag_saved(saved, inputs, raw_outputs, outputs):
                     break
         values.append(s)
         tags.append(tag)
-    return tuple(values), tuple(tags)
+    ctx.saved, ctx.saved_tags = tuple(values), tuple(tags)
+
+
+def _as_array(xp, value):
+    """NumPy returns scalars from 0-d results: make every output an array."""
+    return value if backend.is_cuda_array(value) else xp.asarray(value)
 
 
 def _check_forward_anomaly(op: str, inputs, outputs) -> None:
