@@ -65,6 +65,7 @@ def _walk_order(roots):
 
 
 def _array(g):
+    """The array of a gradient (Tensors appear under create_graph)."""
     return g.data if isinstance(g, Tensor) else g
 
 
