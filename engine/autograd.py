@@ -1,10 +1,14 @@
 """Reverse-mode differentiation: walk the recorded graph from the outputs back to the leaves.
 
-The walk is iterative (no recursion, so a 100,000-op chain is fine): count, for every node
-reachable from the outputs, how many of its outputs' consumers lie in the graph; then run
-the nodes in topological order, each as soon as all of its consumers have handed it their
-gradient contributions, popping those contributions as they are used. A node's saved arrays
-are dropped right after its backward ran unless ``retain_graph``.
+Every edge ends at a node: the Function that produced an input, or a leaf's
+``AccumulateGrad``. The walk is iterative (no recursion, so a 100,000-op chain is fine):
+count, for every node reachable from the outputs, how many edges point to it; then run the
+nodes in topological order, each as soon as every edge into it has delivered its gradient
+(summed out of place), popping those gradients as they are used. A Function node runs its
+backward and passes one gradient along each of its edges; an accumulator adds the sum to
+its leaf's ``.grad`` (or, for ``engine.grad``, hands it back). A node's saved arrays are
+dropped right after its backward ran unless ``retain_graph``. During the walk this thread
+records only under ``create_graph``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from collections import deque
 import numpy as np
 
 from engine import backend
-from engine.function import _RELEASED, _Anomaly, _GradMode
+from engine.function import (
+    _RELEASED, AccumulateGrad, _modes, anomaly_enabled, freed_graph_error, gradient_edge,
+)
 from engine.tensor import Tensor
 
 
@@ -41,9 +47,9 @@ def _as_root_grad(t: Tensor, g, create_graph: bool):
 
 
 def _walk_order(roots):
-    """Dependency counts of every node reachable from ``roots`` (iterative DFS)."""
+    """For every node reachable from ``roots``, how many edges point to it (iterative DFS)."""
     deps = {}
-    stack = list(dict.fromkeys(n for n in roots if n is not None))   # each node once
+    stack = list(dict.fromkeys(roots))    # each node once
     seen = set(stack)
     while stack:
         node = stack.pop()
@@ -51,8 +57,6 @@ def _walk_order(roots):
             if edge is None:
                 continue
             parent = edge[0]
-            if isinstance(parent, Tensor):
-                continue
             deps[parent] = deps.get(parent, 0) + 1
             if parent not in seen:
                 seen.add(parent)
@@ -60,44 +64,40 @@ def _walk_order(roots):
     return deps
 
 
-def _accumulate(old, new):
-    """Out-of-place sum: gradient arrays may be shared between branches."""
-    return new if old is None else old + new
+def _array(g):
+    """The array of a gradient (Tensors appear under create_graph)."""
+    return g.data if isinstance(g, Tensor) else g
+
+
+def _tensor_at(node, index, value) -> Tensor:
+    """The Tensor whose gradient goes to output ``index`` of ``node``, holding ``value``."""
+    if type(node) is AccumulateGrad:
+        return node.variable
+    return Tensor._make(value, node, index)
 
 
 def _saved_as_tensors(node):
     """The node's saved values as Tensors wired into the graph (for create_graph)."""
-    saved = node.saved_tensors
     out = []
-    for value, tag in zip(saved, node.saved_tags):
+    for value, tag in zip(node.saved_tensors, node.saved_tags):
         if not (isinstance(value, np.ndarray) or backend.is_cuda_array(value)):
             out.append(value)         # Python scalars and the like stay as they are
-            continue
-        if tag is None:               # an array that is neither an input nor an output
+        elif tag is None:             # an array that is neither an input nor an output
             out.append(Tensor._make(value, None, 0))
-            continue
-        kind, i = tag
-        if kind == "out":
-            t = node.outputs[i]()
-            out.append(t if t is not None else Tensor._make(value, node, i))
+        elif tag[0] == "out":
+            out.append(Tensor._make(value, node, tag[1]))
         else:
-            edge = node.edges[i]
-            if edge is None:
-                out.append(Tensor._make(value, None, 0))
-            elif isinstance(edge[0], Tensor):
-                out.append(edge[0])
-            else:
-                parent, idx = edge[0], edge[1]
-                t = parent.outputs[idx]()
-                out.append(t if t is not None else Tensor._make(value, parent, idx))
+            edge = node.edges[tag[1]]
+            out.append(Tensor._make(value, None, 0) if edge is None else
+                       _tensor_at(edge[0], edge[1], value))
     return tuple(out)
 
 
 def _run_node(node, grads, create_graph):
-    """Call ``node.backward`` on arrays, or on Tensors when building a graph; returns a
-    tuple of input gradients. Grad mode is set by the caller for the whole walk."""
+    """Call ``node.backward`` on arrays, or on Tensors when building a graph; returns one
+    gradient (or None) per input. Grad mode is set by the caller for the whole walk."""
     if node.saved is _RELEASED:
-        _ = node.saved_tensors  # raises the "backward twice" error
+        raise freed_graph_error(node)
     if create_graph:
         if node.once_differentiable:
             raise RuntimeError(
@@ -125,11 +125,11 @@ def _run_node(node, grads, create_graph):
     return gxs
 
 
-def _check_grad(op, i, g, shape, dtype):
+def _check_grad(op, i, g, shape, dtype, anomaly: bool):
     """Every gradient must be an array with the shape and dtype of its input."""
     if isinstance(g, np.generic):
         g = np.asarray(g)          # NumPy turns 0-d results into scalars
-    data = g.data if isinstance(g, Tensor) else g
+    data = _array(g)
     if not (isinstance(data, np.ndarray) or backend.is_cuda_array(data)):
         raise RuntimeError(f"{op}.backward returned {type(g).__name__} for input {i}, "
                            "expected an array")
@@ -138,7 +138,7 @@ def _check_grad(op, i, g, shape, dtype):
             f"{op}.backward returned a gradient of shape {data.shape} and dtype {data.dtype} "
             f"for input {i} of shape {shape} and dtype {dtype}"
         )
-    if _Anomaly.enabled:
+    if anomaly:
         xp = backend.array_module(data)
         if not bool(xp.isfinite(data).all()):
             kind = "NaN" if bool(xp.isnan(data).any()) else "inf"
@@ -149,20 +149,44 @@ def _check_grad(op, i, g, shape, dtype):
     return g
 
 
+def _add_grad(node_grads, node, index, g) -> None:
+    """Add ``g`` to the gradient of output ``index`` of ``node`` (out of place)."""
+    slots = node_grads.get(node)
+    if slots is None:
+        node_grads[node] = slots = [None] * node.n_outputs
+    old = slots[index]
+    slots[index] = g if old is None else old + g
+
+
+def _output_grads(node, grads):
+    """The gradient of every output of ``node``: zeros, on the others' device, for the
+    outputs of a multi-output node that no consumer used."""
+    if grads is None or node.n_outputs == 1 or all(g is not None for g in grads):
+        return grads
+    xp = backend.array_module(_array(next(g for g in grads if g is not None)))
+    return [g if g is not None else xp.zeros(shape, dtype=dtype)
+            for g, (shape, dtype) in zip(grads, node.out_meta)]
+
+
+def _retain(node, grads, create_graph: bool, shared: set) -> None:
+    """Set ``.grad`` of the outputs of ``node`` that called ``retain_grad()``."""
+    for index, ref in node.retained:
+        t = ref()
+        if t is not None:
+            g = grads[index]
+            t.grad = g if create_graph and isinstance(g, Tensor) else \
+                Tensor._make(_array(g), None, 0)
+            shared.add(id(t.grad.data))
+
+
 def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
     """The walk. Accumulates into leaves' ``.grad``, or, given ``inputs``, returns their
     gradients (a list, None where no path) without touching ``.grad``."""
     if retain_graph is None:
         retain_graph = create_graph
-    node_grads = {}      # node -> list of gradient contributions per output
-    capture = None
-    if inputs is not None:
-        capture = {}
-        for t in inputs:
-            capture[t if t._node is None else (t._node, t._index)] = None
-    roots_nodes = []
-    leaf_grads = {}
-    shared = set()       # ids of gradient arrays held outside this pass (see below)
+    node_grads = {}      # node -> gradient per output, summed over its consumers so far
+    shared = set()       # ids of gradient arrays held outside this pass (_accumulate_leaf)
+    root_nodes = []
     for t, g in zip(roots, root_grads):
         if not t.requires_grad:
             raise RuntimeError(
@@ -171,75 +195,48 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None):
                 "require grad?)"
             )
         g = _as_root_grad(t, g, create_graph)
-        shared.add(id(g.data if isinstance(g, Tensor) else g))   # the caller holds it
-        if t._node is None:       # the root is a leaf itself
-            if capture is None:
-                leaf_grads[t] = _accumulate(leaf_grads.get(t), g)
-            elif t in capture:
-                capture[t] = _accumulate(capture[t], g)
-            continue
-        slots = node_grads.setdefault(t._node, [None] * len(t._node.outputs))
-        slots[t._index] = _accumulate(slots[t._index], g)
-        roots_nodes.append(t._node)
+        shared.add(id(_array(g)))                  # the caller holds it
+        node, index = gradient_edge(t)
+        _add_grad(node_grads, node, index, g)
+        root_nodes.append(node)
+    wanted = None if inputs is None else [gradient_edge(t) for t in inputs]
+    capture = None if wanted is None else dict.fromkeys(wanted)
 
-    previous = _GradMode.enabled
-    _GradMode.enabled = create_graph        # record only when a graph of grads is wanted
+    previous = _modes.grad_enabled
+    _modes.grad_enabled = create_graph        # record only when a graph of grads is wanted
     try:
-        _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph,
-              shared)
+        _walk(root_nodes, node_grads, capture, shared, retain_graph, create_graph)
     finally:
-        _GradMode.enabled = previous
-    for leaf, g in leaf_grads.items():
-        _accumulate_leaf(leaf, g, create_graph, shared)
+        _modes.grad_enabled = previous
     if capture is None:
         return None
-    result = []
-    for t in inputs:
-        g = capture[t if t._node is None else (t._node, t._index)]
-        if g is not None and not isinstance(g, Tensor):
-            g = Tensor._make(g, None, 0)
-        result.append(g)
-    return result
+    return [g if g is None or isinstance(g, Tensor) else Tensor._make(g, None, 0)
+            for g in (capture[key] for key in wanted)]
 
 
-def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_graph,
-          shared):
-    """Run every node once all its consumers have contributed their gradients."""
-    deps = _walk_order(roots_nodes)
-    ready = deque(n for n in dict.fromkeys(roots_nodes) if deps.get(n, 0) == 0)
+def _walk(roots, node_grads, capture, shared, retain_graph, create_graph):
+    """Run every node once all its consumers have contributed their gradients; a leaf's
+    accumulator adds the summed gradient to ``.grad``, unless gradients are captured for
+    ``engine.grad`` (``capture``: ``(node, index) -> gradient``)."""
+    deps = _walk_order(roots)
+    anomaly = anomaly_enabled()
+    ready = deque(n for n in dict.fromkeys(roots) if n not in deps)
     while ready:
         node = ready.popleft()
-        grads = node_grads.pop(node, None)
-        if grads is not None and len(grads) > 1:
-            if all(g is None for g in grads):
-                grads = None
-            else:      # outputs nobody used get zero gradients, on the others' device
-                some = next(g for g in grads if g is not None)
-                xp = backend.array_module(some.data if isinstance(some, Tensor) else some)
-                grads = [g if g is not None else xp.zeros(shape, dtype=dtype)
-                         for g, (shape, dtype) in zip(grads, node.out_meta)]
+        grads = _output_grads(node, node_grads.pop(node, None))
+        if grads is not None and capture is not None:
+            for i, g in enumerate(grads):
+                if (node, i) in capture:
+                    capture[(node, i)] = g
+        if type(node) is AccumulateGrad:
+            if grads is not None and capture is None:
+                _accumulate_leaf(node.variable, grads[0], create_graph, shared)
+            continue
+        gxs = None
         if grads is not None:
-            if capture is not None:
-                for i, g in enumerate(grads):
-                    if (node, i) in capture:
-                        capture[(node, i)] = g
-            if Tensor._retain_grad_calls:
-                for i, ref in enumerate(node.outputs):
-                    t = ref()
-                    if t is not None and t._retains_grad:
-                        g = grads[i]
-                        t.grad = g if isinstance(g, Tensor) and create_graph else (
-                            Tensor._make(g.data if isinstance(g, Tensor) else g, None, 0))
-                        shared.add(id(t.grad.data))
-            if create_graph or node.saved is _RELEASED:
-                gxs = _run_node(node, grads, create_graph)
-            else:                                    # first order: raw arrays, inline
-                gxs = node.backward(node, *grads)
-                if type(gxs) is not tuple:
-                    gxs = (gxs,)
-                if len(gxs) != len(node.edges):
-                    raise RuntimeError(f"{type(node).__name__}.backward returned {len(gxs)} "
-                                       f"gradients for {len(node.edges)} inputs")
+            if node.retained is not None:
+                _retain(node, grads, create_graph, shared)
+            gxs = _run_node(node, grads, create_graph)
             if not retain_graph and node.saved:
                 node.saved = _RELEASED
         i = -1
@@ -247,27 +244,12 @@ def _walk(roots_nodes, node_grads, leaf_grads, capture, retain_graph, create_gra
             i += 1
             if edge is None:
                 continue
-            target, idx, shape, dtype = edge
-            g = None if grads is None else gxs[i]
+            target, index, shape, dtype = edge
+            g = None if gxs is None else gxs[i]
             if g is not None:
-                if type(g) is not np.ndarray or g.shape != shape or g.dtype != dtype:
-                    g = _check_grad(type(node).__name__, i, g, shape, dtype)
-                elif _Anomaly.enabled:
-                    _check_grad(type(node).__name__, i, g, shape, dtype)
-            if type(target) is not tuple and isinstance(target, Tensor):
-                if g is None:
-                    continue
-                if capture is None:
-                    leaf_grads[target] = _accumulate(leaf_grads.get(target), g)
-                elif target in capture:
-                    capture[target] = _accumulate(capture[target], g)
-                continue
-            if g is not None:
-                slots = node_grads.get(target)
-                if slots is None:
-                    slots = node_grads[target] = [None] * len(target.outputs)
-                old = slots[idx]
-                slots[idx] = g if old is None else old + g
+                if type(g) is not np.ndarray or g.shape != shape or g.dtype != dtype or anomaly:
+                    g = _check_grad(type(node).__name__, i, g, shape, dtype, anomaly)
+                _add_grad(node_grads, target, index, g)
             remaining = deps[target] - 1
             deps[target] = remaining
             if remaining == 0:

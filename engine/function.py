@@ -18,18 +18,26 @@ An op is a subclass with two static methods that work on raw arrays (NumPy or Cu
 
 ``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
 mode is on and some input requires grad, records the call as a graph node: the instance
-(``ctx``) keeps edges to its inputs' producers and only *weak* references to its outputs,
-so an output owns its creator and never the reverse (no reference cycles).
+(``ctx``) keeps one edge per input, ``(node, index, shape, dtype)``, naming where that
+input's gradient goes (output ``index`` of the node that produced the input, or the leaf's
+:class:`AccumulateGrad`, index 0) and the shape and dtype it must have; None for an input
+that needs no gradient. Nodes point only backward: an output owns its creator and never the
+reverse, so a graph is freed by reference counting alone.
 
 Each backward formula is written once. For first-order gradients it runs on raw arrays with
 ``ctx.xp`` the array module; under ``create_graph=True`` it runs on Tensors, with
 ``ctx.xp`` the Tensor namespace :mod:`engine.tensor_xp` and ``ctx.saved_tensors`` the
 recorded Tensors, so that the backward is itself differentiated.
+
+Grad mode and anomaly mode are per thread, as in PyTorch: a new thread starts with grad
+enabled and anomaly checks off, and a ``no_grad`` block in one thread never changes what
+another records.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 
 import numpy as np
@@ -40,31 +48,35 @@ from engine.tensor import Tensor
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
 
 
-class _GradMode:
-    enabled = True
+class _ThreadModes(threading.local):
+    """This thread's switches; the class attributes are what a new thread starts with."""
+
+    grad_enabled = True
+    anomaly = False
 
 
-class _Anomaly:
-    enabled = False
+_modes = _ThreadModes()
+_anomaly_lock = threading.Lock()
+_anomaly_threads = 0   # threads inside detect_anomaly: ops read _modes.anomaly only if > 0
 
 
 def is_grad_enabled() -> bool:
-    """True while operations are recorded for differentiation."""
-    return _GradMode.enabled
+    """True while operations are recorded for differentiation (in this thread)."""
+    return _modes.grad_enabled
 
 
 @contextlib.contextmanager
 def _grad_mode(enabled: bool):
-    previous = _GradMode.enabled
-    _GradMode.enabled = enabled
+    previous = _modes.grad_enabled
+    _modes.grad_enabled = enabled
     try:
         yield
     finally:
-        _GradMode.enabled = previous
+        _modes.grad_enabled = previous
 
 
 def no_grad():
-    """Context manager (and decorator) under which no graph is recorded."""
+    """Context manager (and decorator) under which this thread records no graph."""
     return _grad_mode(False)
 
 
@@ -74,8 +86,36 @@ def enable_grad():
 
 
 def set_grad_enabled(mode: bool):
-    """Context manager that sets grad mode to ``mode``."""
+    """Context manager that sets this thread's grad mode to ``mode``."""
     return _grad_mode(bool(mode))
+
+
+def anomaly_enabled() -> bool:
+    """True inside :func:`detect_anomaly` in this thread."""
+    return _anomaly_threads > 0 and _modes.anomaly
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Name the first op whose forward output or backward gradient holds NaN or inf.
+
+    Inside this context (also usable as a decorator) every op of this thread checks its
+    outputs: forward raises ``FloatingPointError`` when an output holds NaN (or inf) that
+    none of its inputs held, so legitimate ``-inf`` masks pass through; backward raises
+    when a gradient holds NaN or inf, naming the op whose backward produced it. The checks
+    synchronize with the device: debug use only.
+    """
+    global _anomaly_threads
+    previous = _modes.anomaly
+    with _anomaly_lock:
+        _anomaly_threads += 1
+    _modes.anomaly = True
+    try:
+        yield
+    finally:
+        _modes.anomaly = previous
+        with _anomaly_lock:
+            _anomaly_threads -= 1
 
 
 def _describe(arrays) -> str:
@@ -107,13 +147,65 @@ def _check_devices(op: str, arrays) -> object:
     return np if first in (None, "cpu") else backend.cupy_module()
 
 
+class AccumulateGrad:
+    """The graph node at a leaf that requires grad (PyTorch's ``AccumulateGrad``).
+
+    Every edge of the graph ends at a node; a leaf's gradient goes to its accumulator,
+    which the backward walk runs last for that leaf, adding the summed gradient to
+    ``leaf.grad``. The accumulator holds the leaf; the leaf caches only a weak reference to
+    its accumulator, so all graphs through one leaf share one accumulator while any of
+    them lives, and no reference cycle forms.
+    """
+
+    __slots__ = ("variable", "__weakref__")
+    edges = ()
+    n_outputs = 1
+
+    def __init__(self, variable: Tensor) -> None:
+        self.variable = variable
+
+
+def grad_accumulator(leaf: Tensor) -> AccumulateGrad:
+    """The accumulator of ``leaf``: the live one if some graph holds it, else a new one."""
+    ref = getattr(leaf, "_accumulator", None)    # the slot is set on first use only
+    acc = None if ref is None else ref()
+    if acc is None:
+        acc = AccumulateGrad(leaf)
+        leaf._accumulator = weakref.ref(acc)
+    return acc
+
+
+def gradient_edge(t: Tensor) -> tuple:
+    """``(node, index)``: where the gradient of ``t`` goes in the graph."""
+    if t._node is None:
+        return grad_accumulator(t), 0
+    return t._node, t._index
+
+
+def freed_graph_error(node) -> RuntimeError:
+    """The "backward twice" error, for a node whose saved arrays a backward freed."""
+    return RuntimeError(
+        f"{type(node).__name__}: trying to backward through the graph a second time, but "
+        "its saved arrays were freed by the first backward; pass retain_graph=True to the "
+        "first backward to keep them"
+    )
+
+
+_new_object = object.__new__
+_make_tensor = Tensor._make
+_ndarray = np.ndarray
+
+
 class Function:
     """Base class of every differentiable op (see the module docstring)."""
 
     # Defaults, overwritten per instance only when needed (keeps apply cheap).
+    xp = np               # the array module of the inputs (CuPy or tensor_xp when set)
+    n_outputs = 1
+    out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
     saved_tags = None
-    out_meta = None
+    retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
     # Ops whose backward uses values that are not differentiable functions of the inputs
@@ -143,88 +235,102 @@ class Function:
         if self._saved_view is not None:
             return self._saved_view
         if self.saved is _RELEASED:
-            raise RuntimeError(
-                f"{type(self).__name__}: trying to backward through the graph a second "
-                "time, but its saved arrays were freed by the first backward; pass "
-                "retain_graph=True to the first backward to keep them"
-            )
+            raise freed_graph_error(self)
         return self.saved
 
     @classmethod
     def apply(cls, *args, **params):
-        """Run the op on Tensors (or scalars/arrays); record a node when needed."""
-        ctx = object.__new__(cls)
+        """Run the op on Tensors (or scalars, arrays, None for an absent optional input);
+        record a node when grad mode is on and some input requires grad."""
+        ctx = _new_object(cls)
+        grad_on = _modes.grad_enabled
         arrays = []
-        needs = []
         edges = []
+        needs = []
         record = False
-        grad_on = _GradMode.enabled
-        plain = True              # every array a NumPy ndarray (the common case)
+        plain = True        # only NumPy arrays, Python scalars and None: ctx.xp is NumPy
         for a in args:
             if isinstance(a, Tensor):
                 d = a.data
-                if type(d) is not np.ndarray:
-                    plain = False
                 arrays.append(d)
-                if a.requires_grad and grad_on:
-                    record = True
-                    needs.append(True)
-                    node = a._node    # the gradient goes to a's producer, or to a leaf
-                    edges.append((a, 0, d.shape, d.dtype) if node is None else
-                                 (node, a._index, d.shape, d.dtype))
-                    continue
-            elif isinstance(a, np.generic):
-                arrays.append(a.item())   # NumPy scalars act like Python scalars
-            else:
-                if type(a) is not np.ndarray and not isinstance(a, (float, int)):
+                if type(d) is not _ndarray:
                     plain = False
+                if grad_on and a.requires_grad:
+                    record = True
+                    node = a._node
+                    edges.append((node, a._index, d.shape, d.dtype) if node is not None
+                                 else (grad_accumulator(a), 0, d.shape, d.dtype))
+                    needs.append(True)
+                    continue
+            else:
+                kind = type(a)
+                if kind is float or kind is int or a is None or kind is _ndarray:
+                    pass
+                elif isinstance(a, np.generic):
+                    a = a.item()              # NumPy scalars act like Python scalars
+                elif not isinstance(a, (float, int)):
+                    plain = False             # a CuPy array, a list, ...
                 arrays.append(a)
-            needs.append(False)
             edges.append(None)
-        ctx.xp = np if plain else _check_devices(cls.__name__, arrays)
+            needs.append(False)
+        if not plain:
+            ctx.xp = _check_devices(cls.__name__, arrays)
         if record:
-            ctx.needs_input_grad = needs
-        outs = cls.forward(ctx, *arrays, **params)
-        if type(outs) is not tuple:                        # one output: the fast path
-            out = outs if type(outs) is np.ndarray else _as_array(ctx.xp, outs)
-            if _Anomaly.enabled:
-                _check_forward_anomaly(cls.__name__, arrays, (out,))
-            if not record:
-                return Tensor._make(out, None, 0)
             ctx.edges = edges
-            result = Tensor._make(out, ctx, 0)
-            ctx.outputs = (weakref.ref(result),)
-            if ctx.saved:
-                ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, (outs,), (out,))
-            return result
-        raw = outs
-        outs = tuple([o if type(o) is np.ndarray else _as_array(ctx.xp, o) for o in outs])
-        if _Anomaly.enabled:
-            _check_forward_anomaly(cls.__name__, arrays, outs)
-        if not record:
-            return tuple([Tensor._make(o, None, 0) for o in outs])
-        ctx.edges = edges
-        results = tuple([Tensor._make(o, ctx, i) for i, o in enumerate(outs)])
-        ctx.outputs = tuple([weakref.ref(t) for t in results])
-        ctx.out_meta = tuple([(o.shape, o.dtype) for o in outs])
+            ctx.needs_input_grad = needs
+        if params:
+            raw = cls.forward(ctx, *arrays, **params)
+        elif len(arrays) == 2:    # direct calls: CPython's f(*arrays) costs ~60 ns more
+            raw = cls.forward(ctx, arrays[0], arrays[1])
+        elif len(arrays) == 1:
+            raw = cls.forward(ctx, arrays[0])
+        else:
+            raw = cls.forward(ctx, *arrays)
+        if type(raw) is _ndarray and not _anomaly_threads and not (record and ctx.saved):
+            # The common case, one NumPy output and nothing saved: what _wrap_outputs
+            # does for it, with Tensor._make inlined (the call alone would cost ~4% of an
+            # add on one-element tensors).
+            t = _new_object(Tensor)
+            t.data = raw
+            t.grad = None
+            t.requires_grad = record
+            t._node = ctx if record else None
+            t._index = 0
+            return t
+        return _wrap_outputs(ctx, record, arrays, raw)
+
+
+def _wrap_outputs(ctx, record: bool, arrays: list, raw):
+    """The output Tensors of ``forward``'s result ``raw`` (an array or a tuple of arrays):
+    NumPy scalars made arrays, anomaly checks, and, when recording, the node's output
+    metadata and the tags of what it saved."""
+    single = type(raw) is not tuple
+    outs = tuple([o if type(o) is _ndarray else _as_array(ctx.xp, o)
+                  for o in ((raw,) if single else raw)])
+    if _anomaly_threads and _modes.anomaly:
+        _check_forward_anomaly(type(ctx).__name__, arrays, outs)
+    node = ctx if record else None
+    if record:
+        if not single:
+            ctx.n_outputs = len(outs)
+            ctx.out_meta = tuple([(o.shape, o.dtype) for o in outs])
         if ctx.saved:
-            ctx.saved, ctx.saved_tags = _tag_saved(ctx.saved, arrays, raw, outs)
-        return results
+            _record_saved(ctx, arrays, raw, outs)
+    if single:
+        return _make_tensor(outs[0], node, 0)
+    return tuple([_make_tensor(o, node, i) for i, o in enumerate(outs)])
 
 
-def _as_array(xp, value):
-    """NumPy returns scalars from 0-d results: make every output an array."""
-    return value if backend.is_cuda_array(value) else xp.asarray(value)
-
-
-def _tag_saved(saved, inputs, raw_outputs, outputs):
+def _record_saved(ctx, inputs, raw, outputs) -> None:
     """Mark each saved value as input i, output i or a constant (for create_graph).
 
     A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
-    the output Tensor holds, so that it stays tied to the graph.
+    the output Tensor holds, so that it stays tied to the graph. This is the one place that
+    knows, per saved value, which input or output it is.
     """
+    raw_outputs = raw if type(raw) is tuple else (raw,)
     values, tags = [], []
-    for s in saved:
+    for s in ctx.saved:
         tag = None
         for i, a in enumerate(inputs):
             if s is a:
@@ -238,7 +344,12 @@ def _tag_saved(saved, inputs, raw_outputs, outputs):
                     break
         values.append(s)
         tags.append(tag)
-    return tuple(values), tuple(tags)
+    ctx.saved, ctx.saved_tags = tuple(values), tuple(tags)
+
+
+def _as_array(xp, value):
+    """NumPy returns scalars from 0-d results: make every output an array."""
+    return value if backend.is_cuda_array(value) else xp.asarray(value)
 
 
 def _check_forward_anomaly(op: str, inputs, outputs) -> None:
@@ -263,22 +374,3 @@ def _check_forward_anomaly(op: str, inputs, outputs) -> None:
                 f"detect_anomaly: {op} forward produced {kind} in output {k} "
                 f"(inputs: {_describe(inputs)})"
             )
-
-
-class detect_anomaly(contextlib.ContextDecorator):
-    """Name the first op whose forward output or backward gradient holds NaN or inf.
-
-    Inside this context every op checks its outputs: forward raises ``FloatingPointError``
-    when an output holds NaN (or inf) that none of its inputs held, so legitimate ``-inf``
-    masks pass through; backward raises when a gradient holds NaN or inf, naming the op
-    whose backward produced it. The checks synchronize with the device: debug use only.
-    """
-
-    def __enter__(self):
-        self._previous = _Anomaly.enabled
-        _Anomaly.enabled = True
-        return self
-
-    def __exit__(self, *exc):
-        _Anomaly.enabled = self._previous
-        return False

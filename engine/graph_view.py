@@ -17,7 +17,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from engine.function import Function
+from engine.function import AccumulateGrad, Function
 from engine.graph_layout import layered_layout
 from engine.graph_render import box_size, edge_path, write_png, write_svg
 from engine.tensor import Tensor
@@ -32,8 +32,9 @@ def _collect(root: Tensor):
     The one place that reads the recorded graph, through ``tensor.grad_fn`` and, per op
     node, ``node.edges`` (one entry per input: None when the input needs no gradient, else
     ``(producer, output_index, shape, dtype)`` with ``producer`` the op node that made the
-    input or the leaf Tensor itself) and ``node.out_meta`` (``(shape, dtype)`` per output
-    of a multi-output op, None for single-output ops). Returns ``(items, edges)``: ops and
+    input or the ``AccumulateGrad`` node of a leaf, drawn as the leaf Tensor it holds)
+    and ``node.out_meta`` (``(shape, dtype)`` per output of a multi-output op, None for
+    single-output ops). Returns ``(items, edges)``: ops and
     leaves in depth-first order from ``root``, and ``(producer, output_index, consumer,
     input_slot, shape, dtype)`` per edge. Iterative, so deep graphs are fine.
     """
@@ -50,6 +51,8 @@ def _collect(root: Tensor):
             if edge is None:
                 continue
             producer, index, shape, dtype = edge[0], edge[1], edge[2], edge[3]
+            if isinstance(producer, AccumulateGrad):
+                producer = producer.variable
             edges.append((producer, index, item, slot, tuple(shape), dtype))
             if producer not in seen:
                 seen.add(producer)

@@ -8,6 +8,8 @@ by :mod:`engine.ops.methods` when :mod:`engine` is imported.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from engine import backend, dtypes
@@ -39,10 +41,11 @@ class Tensor:
     default dtype (float32); arrays keep their dtype; Python ints become int64.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "_retains_grad",
+    # _node, _index: the producer and which of its outputs this is (None, 0 for a leaf);
+    # _accumulator: a leaf's weak reference to its gradient accumulator, set on first use.
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "_accumulator",
                  "__weakref__")
     __array_ufunc__ = None   # ndarray (op) Tensor defers to Tensor's reflected operator
-    _retain_grad_calls = 0   # class-wide: lets backward skip the retain_grad scan
     __hash__ = object.__hash__
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
@@ -51,7 +54,6 @@ class Tensor:
         self.requires_grad = False
         self._node = None
         self._index = 0
-        self._retains_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
@@ -64,8 +66,13 @@ class Tensor:
         t.requires_grad = node is not None
         t._node = node
         t._index = index
-        t._retains_grad = False
         return t
+
+    def __getstate__(self):
+        """Copies and pickles keep the data, gradient and graph position, not a leaf's
+        cached accumulator (a weak reference that belongs to this object alone)."""
+        return None, {k: getattr(self, k) for k in ("data", "grad", "requires_grad",
+                                                    "_node", "_index") if hasattr(self, k)}
 
     # ---------------------------------------------------------------- attributes
     @property
@@ -135,11 +142,17 @@ class Tensor:
         return self
 
     def retain_grad(self) -> Tensor:
-        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        """Keep ``.grad`` on this non-leaf tensor after backward (a leaf always keeps it).
+
+        The producer records a weak reference to this output; backward sets its ``.grad``.
+        """
         if not self.requires_grad:
             raise RuntimeError("retain_grad: the tensor does not require grad")
-        self._retains_grad = True
-        Tensor._retain_grad_calls += 1
+        node = self._node
+        if node is not None:
+            if node.retained is None:
+                node.retained = []
+            node.retained.append((self._index, weakref.ref(self)))
         return self
 
     def detach(self) -> Tensor:

@@ -38,22 +38,19 @@ class Adagrad(Optimizer):
                 self.state[p]["sum"] = self._zeros_like(
                     p, float(group["initial_accumulator_value"]))
 
-    def step(self, closure=None):
-        loss = self._evaluate(closure)
-        for group in self.param_groups:
-            lr, decay = float(group["lr"]), float(group["lr_decay"])
-            wd, eps = float(group["weight_decay"]), float(group["eps"])
-            for p, g in self._gradients(group):
-                state = self.state[p]
-                if not state:                   # a group added after construction
-                    state["step"] = 0
-                    state["sum"] = self._zeros_like(
-                        p, float(group["initial_accumulator_value"]))
-                state["step"] += 1
-                if wd != 0:
-                    g = g + wd * p.data
-                lr_t = lr / (1 + (state["step"] - 1) * decay)
-                s = state["sum"].data
-                s += g * g
-                p.data -= lr_t * (g / (backend.array_module(s).sqrt(s) + eps))
-        return loss
+    def update(self, group: dict) -> None:
+        lr, decay = float(group["lr"]), float(group["lr_decay"])
+        wd, eps = float(group["weight_decay"]), float(group["eps"])
+        for p, g in self._gradients(group):
+            state = self.state[p]
+            if not state:                   # a group added after construction
+                state["step"] = 0
+                state["sum"] = self._zeros_like(
+                    p, float(group["initial_accumulator_value"]))
+            state["step"] += 1
+            if wd != 0:
+                g = g + wd * p.data
+            lr_t = lr / (1 + (state["step"] - 1) * decay)
+            s = state["sum"].data
+            s += g * g
+            p.data -= lr_t * (g / (backend.array_module(s).sqrt(s) + eps))

@@ -44,39 +44,36 @@ class Adam(Optimizer):
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        loss = self._evaluate(closure)
-        for group in self.param_groups:
-            lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-            beta1, beta2 = (float(b) for b in group["betas"])
-            for p, g in self._gradients(group):
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = self._zeros_like(p)
-                    state["exp_avg_sq"] = self._zeros_like(p)
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = self._zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                if wd != 0:
-                    if group["decoupled_weight_decay"]:
-                        p.data *= 1.0 - lr * wd
-                    else:
-                        g = g + wd * p.data
-                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-                m *= beta1
-                m += (1.0 - beta1) * g
-                v *= beta2
-                v += (1.0 - beta2) * (g * g)
+    def update(self, group: dict) -> None:
+        lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        for p, g in self._gradients(group):
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = self._zeros_like(p)
+                state["exp_avg_sq"] = self._zeros_like(p)
                 if group["amsgrad"]:
-                    v_max = state["max_exp_avg_sq"].data
-                    backend.array_module(v).maximum(v_max, v, out=v_max)
-                    v = v_max
-                m_hat = m / (1.0 - beta1 ** t)
-                v_hat = v / (1.0 - beta2 ** t)
-                p.data -= lr * m_hat / (backend.array_module(v).sqrt(v_hat) + eps)
-        return loss
+                    state["max_exp_avg_sq"] = self._zeros_like(p)
+            state["step"] += 1
+            t = state["step"]
+            if wd != 0:
+                if group["decoupled_weight_decay"]:
+                    p.data *= 1.0 - lr * wd
+                else:
+                    g = g + wd * p.data
+            m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+            m *= beta1
+            m += (1.0 - beta1) * g
+            v *= beta2
+            v += (1.0 - beta2) * (g * g)
+            if group["amsgrad"]:
+                v_max = state["max_exp_avg_sq"].data
+                backend.array_module(v).maximum(v_max, v, out=v_max)
+                v = v_max
+            m_hat = m / (1.0 - beta1 ** t)
+            v_hat = v / (1.0 - beta2 ** t)
+            p.data -= lr * m_hat / (backend.array_module(v).sqrt(v_hat) + eps)
 
 
 class AdamW(Adam):

@@ -3,7 +3,11 @@
 An optimizer holds ``param_groups`` (a list of dicts: ``'params'`` plus the group's
 hyper-parameters, defaults filled in) and ``state`` (a dict keyed by the Parameter object
 itself, by identity, never by ``id()``, holding the running buffers of each parameter).
-Subclasses implement ``step`` as the literal update rule on raw arrays:
+
+``step(closure=None)`` is the same for every optimizer: it evaluates the closure (with grad
+enabled), then, without recording a graph, calls ``update(group)`` for each parameter
+group and ``finish_step()``. A subclass implements ``update`` as the literal update rule on
+raw arrays:
 
 - parameters are updated in place (``p.data[...]`` arithmetic), outside any graph;
 - a ``.grad`` array is never modified (gradient arrays may be shared): every step works on
@@ -15,15 +19,14 @@ Subclasses implement ``step`` as the literal update rule on raw arrays:
     {'state': {0: {'step': 3, 'exp_avg': Tensor, ...}, 1: {...}},
      'param_groups': [{'lr': 0.001, ..., 'params': [0, 1]}]}
 
-with parameters numbered in group order. After every ``step`` the masks of pruned
-parameters (:mod:`optim.pruning`) are applied again, so pruned weights stay exactly zero.
+with parameters numbered in group order. ``finish_step`` applies the masks of pruned
+parameters (:mod:`optim.pruning`) again, so pruned weights stay exactly zero.
 """
 
 from __future__ import annotations
 
 import abc
 import copy
-import functools
 from collections import defaultdict
 from itertools import chain
 
@@ -45,19 +48,6 @@ class _Required:
 required = _Required()
 
 
-def _finishing_step(step):
-    """Wrap a subclass's ``step``: run it without recording a graph, then re-apply the
-    pruning masks of the parameters it updated."""
-    @functools.wraps(step)
-    def wrapper(self, *args, **kwargs):
-        with no_grad():
-            out = step(self, *args, **kwargs)
-            pruning.apply_masks(p for g in self.param_groups for p in g["params"])
-        return out
-    wrapper._finishes_step = True
-    return wrapper
-
-
 class Optimizer(abc.ABC):
     """Base class: ``Optimizer(params, defaults)``.
 
@@ -65,12 +55,6 @@ class Optimizer(abc.ABC):
     or of dicts each holding ``'params'`` and the hyper-parameters that differ from the
     defaults for that group.
     """
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        step = cls.__dict__.get("step")
-        if step is not None and not getattr(step, "_finishes_step", False):
-            cls.step = _finishing_step(step)
 
     def __init__(self, params, defaults: dict) -> None:
         self.defaults = defaults
@@ -153,17 +137,32 @@ class Optimizer(abc.ABC):
                     xp = backend.array_module(p.grad.data)
                     p.grad = Tensor._make(xp.zeros_like(p.grad.data), None, 0)
 
-    @abc.abstractmethod
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; ``closure`` (re-evaluating
-        the loss with grad enabled) is called first and its loss returned."""
+        """One update of every parameter that has a gradient.
 
-    @staticmethod
-    def _evaluate(closure):
-        if closure is None:
-            return None
-        with enable_grad():
-            return closure()
+        ``closure``, if given, re-evaluates the model and returns the loss (it typically
+        calls ``zero_grad`` and ``backward``); it runs first, with grad enabled, and its
+        loss is returned. The update runs without recording a graph.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                self.update(group)
+            self.finish_step()
+        return loss
+
+    @abc.abstractmethod
+    def update(self, group: dict) -> None:
+        """The update rule, applied in place to the parameters of ``group`` that have a
+        gradient (see :meth:`_gradients`)."""
+
+    def finish_step(self) -> None:
+        """What every step ends with: θ ← θ ⊙ mask for the pruned parameters among this
+        optimizer's, so that they stay exactly zero whatever the update rule did."""
+        pruning.apply_masks(p for g in self.param_groups for p in g["params"])
 
     @staticmethod
     def _gradients(group):

@@ -7,14 +7,14 @@ dtype (1 = kept, 0 = pruned). The parameter stays the same Parameter object, so 
 layer's forward, ``state_dict`` (which gains the mask) and any optimizer already holding
 it are unchanged.
 
-Why the zeros survive training: after every ``step`` each optimizer of :mod:`optim`
-applies the masks again, θ ← θ ⊙ mask, to the pruned parameters it updated. That holds
-whatever the update rule and its state: Adam's m and v (fed by the gradient of a zero
-weight, which is generally not zero) may move a pruned weight during the step, and the
-mask sets it back to exactly 0 before the next forward. Masking the gradient instead
-would not be enough: momentum accumulated before pruning, or decoupled weight decay of a
-restored weight, still moves it. A hand-written update loop calls :func:`apply_masks`
-after its own step.
+Why the zeros survive training: every optimizer of :mod:`optim` ends each ``step`` with
+``finish_step``, which applies the masks again, θ ← θ ⊙ mask, to the pruned parameters it
+holds. That holds whatever the update rule and its state: Adam's m and v (fed by the
+gradient of a zero weight, which is generally not zero) may move a pruned weight during
+the step, and the mask sets it back to exactly 0 before the next forward. Masking the
+gradient instead would not be enough: momentum accumulated before pruning, or decoupled
+weight decay of a restored weight, still moves it. A hand-written update loop calls
+:func:`apply_masks` after its own step.
 
 Differences from ``torch.nn.utils.prune``: PyTorch keeps ``<name>_orig`` as the
 parameter and recomputes ``<name> = <name>_orig * <name>_mask`` in a forward pre-hook;
@@ -160,7 +160,7 @@ def _masked_names(module) -> list[str]:
 
 def apply_masks(parameters=None) -> None:
     """θ ← θ ⊙ mask for every pruned parameter (among ``parameters``, if given). Every
-    optimizer calls this after its step."""
+    optimizer calls this at the end of its step (``Optimizer.finish_step``)."""
     if not _PRUNED:
         return
     wanted = None if parameters is None else set(parameters)

@@ -32,38 +32,35 @@ class RMSprop(Optimizer):
                         momentum=momentum, centered=centered, maximize=maximize)
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        loss = self._evaluate(closure)
-        for group in self.param_groups:
-            lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
-            wd, mu = float(group["weight_decay"]), float(group["momentum"])
-            for p, g in self._gradients(group):
-                xp = backend.array_module(p.data)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["square_avg"] = self._zeros_like(p)
-                    if mu > 0:
-                        state["momentum_buffer"] = self._zeros_like(p)
-                    if group["centered"]:
-                        state["grad_avg"] = self._zeros_like(p)
-                state["step"] += 1
-                if wd != 0:
-                    g = g + wd * p.data
-                s = state["square_avg"].data
-                s *= alpha
-                s += (1.0 - alpha) * (g * g)
-                if group["centered"]:
-                    g_avg = state["grad_avg"].data
-                    g_avg += (1.0 - alpha) * (g - g_avg)    # α ḡ + (1 - α) g, as a lerp
-                    r = xp.sqrt(s - g_avg * g_avg) + eps
-                else:
-                    r = xp.sqrt(s) + eps
+    def update(self, group: dict) -> None:
+        lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
+        wd, mu = float(group["weight_decay"]), float(group["momentum"])
+        for p, g in self._gradients(group):
+            xp = backend.array_module(p.data)
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["square_avg"] = self._zeros_like(p)
                 if mu > 0:
-                    b = state["momentum_buffer"].data
-                    b *= mu
-                    b += g / r
-                    p.data -= lr * b
-                else:
-                    p.data -= lr * (g / r)
-        return loss
+                    state["momentum_buffer"] = self._zeros_like(p)
+                if group["centered"]:
+                    state["grad_avg"] = self._zeros_like(p)
+            state["step"] += 1
+            if wd != 0:
+                g = g + wd * p.data
+            s = state["square_avg"].data
+            s *= alpha
+            s += (1.0 - alpha) * (g * g)
+            if group["centered"]:
+                g_avg = state["grad_avg"].data
+                g_avg += (1.0 - alpha) * (g - g_avg)    # α ḡ + (1 - α) g, as a lerp
+                r = xp.sqrt(s - g_avg * g_avg) + eps
+            else:
+                r = xp.sqrt(s) + eps
+            if mu > 0:
+                b = state["momentum_buffer"].data
+                b *= mu
+                b += g / r
+                p.data -= lr * b
+            else:
+                p.data -= lr * (g / r)

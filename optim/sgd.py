@@ -37,25 +37,22 @@ class SGD(Optimizer):
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        loss = self._evaluate(closure)
-        for group in self.param_groups:
-            lr, mu = float(group["lr"]), float(group["momentum"])
-            tau, wd = float(group["dampening"]), float(group["weight_decay"])
-            for p, g in self._gradients(group):
-                if wd != 0:
-                    g = g + wd * p.data
-                if mu != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        xp = backend.array_module(g)
-                        buf = Tensor._make(xp.array(g, dtype=p.dtype, copy=True), None, 0)
-                        state["momentum_buffer"] = buf
-                    else:
-                        b = buf.data
-                        b *= mu
-                        b += (1.0 - tau) * g
-                    g = g + mu * buf.data if group["nesterov"] else buf.data
-                p.data -= lr * g
-        return loss
+    def update(self, group: dict) -> None:
+        lr, mu = float(group["lr"]), float(group["momentum"])
+        tau, wd = float(group["dampening"]), float(group["weight_decay"])
+        for p, g in self._gradients(group):
+            if wd != 0:
+                g = g + wd * p.data
+            if mu != 0:
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    xp = backend.array_module(g)
+                    buf = Tensor._make(xp.array(g, dtype=p.dtype, copy=True), None, 0)
+                    state["momentum_buffer"] = buf
+                else:
+                    b = buf.data
+                    b *= mu
+                    b += (1.0 - tau) * g
+                g = g + mu * buf.data if group["nesterov"] else buf.data
+            p.data -= lr * g

@@ -13,6 +13,7 @@ import engine
 import losses
 import nn
 from engine import Function, Tensor, graph_render
+from engine.function import AccumulateGrad
 from engine.graph_view import formula
 from engine.kernels import reference
 from engine.ops.norm import LayerNorm
@@ -68,10 +69,13 @@ def walk(root):
         for slot, edge in enumerate(node.edges):
             if edge is None:
                 continue
-            links.append((edge[0], node, slot, edge[1]))
-            if edge[0] not in seen:
-                seen.add(edge[0])
-                (leaves.append if isinstance(edge[0], Tensor) else stack.append)(edge[0])
+            producer = edge[0]
+            if isinstance(producer, AccumulateGrad):       # a leaf's node: draw the leaf
+                producer = producer.variable
+            links.append((producer, node, slot, edge[1]))
+            if producer not in seen:
+                seen.add(producer)
+                (leaves.append if isinstance(producer, Tensor) else stack.append)(producer)
     return ops, leaves, links
 
 

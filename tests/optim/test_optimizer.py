@@ -150,6 +150,66 @@ def test_closure_is_evaluated_with_grad_and_returned():
     np.testing.assert_allclose(p.numpy(), [2.0 - 0.1 * 4.0])
 
 
+class SignSGD(optim.Optimizer):
+    """θ ← θ - η sign(g): a user's optimizer, written as ``update`` alone."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr, "maximize": False})
+        self.calls = []
+
+    def update(self, group):
+        self.calls.append(("update", engine.is_grad_enabled()))
+        for p, g in self._gradients(group):
+            p.data -= group["lr"] * np.sign(g)
+
+    def finish_step(self):
+        self.calls.append(("finish", engine.is_grad_enabled()))
+        super().finish_step()
+
+
+def test_step_is_a_template_around_update_and_finish_step():
+    """step: closure with grad on, then update per group and finish_step without grad."""
+    p, q = _param([2.0, -3.0]), _param([1.0])
+    opt = SignSGD([{"params": [p]}, {"params": [q], "lr": 0.5}])
+
+    def closure():
+        opt.zero_grad()
+        opt.calls.append(("closure", engine.is_grad_enabled()))
+        loss = (p * p).sum() + (q * q).sum()
+        loss.backward()
+        return loss
+
+    with engine.no_grad():
+        loss = opt.step(closure)
+    assert loss.item() == 14.0
+    assert opt.calls == [("closure", True), ("update", False), ("update", False),
+                         ("finish", False)]
+    np.testing.assert_allclose(p.numpy(), [1.9, -2.9])
+    np.testing.assert_allclose(q.numpy(), [0.5])
+    assert engine.is_grad_enabled()
+    assert opt.step() is None and len(opt.calls) == 7
+
+
+def test_a_users_optimizer_keeps_pruned_weights_zero():
+    layer = nn.Linear(4, 3)
+    optim.pruning.l1_unstructured(layer, "weight", amount=0.5)
+    pruned = layer.weight_mask.numpy() == 0
+    opt = SignSGD(layer.parameters(), lr=0.3)
+    (layer(engine.randn(5, 4)) ** 2).sum().backward()
+    opt.step()
+    assert np.all(layer.weight.numpy()[pruned] == 0)
+    assert np.any(layer.weight.numpy()[~pruned] != 0)
+
+
+def test_an_optimizer_without_update_cannot_be_created():
+    class NoRule(optim.Optimizer):
+        def step(self, closure=None):
+            return None
+
+    with pytest.raises(TypeError, match="abstract.*update"):
+        NoRule([_param([1.0])], {})
+
+
 def test_param_groups_defaults_and_add_param_group():
     model = nn.Linear(3, 2)
     model.double()
