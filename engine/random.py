@@ -34,10 +34,13 @@ def _check_seed(seed, where: str) -> int:
     return int(seed)
 
 
-def _pack(state: dict):
-    """PCG64 state dict -> uint8 Tensor of STATE_BYTES bytes."""
+def pack_state(state: dict):
+    """A PCG64 state dict (``bit_generator.state``) -> uint8 Tensor of STATE_BYTES bytes."""
     from engine.tensor import Tensor
 
+    if state.get("bit_generator") != "PCG64":
+        raise TypeError(f"random state: only PCG64 generators are supported, got "
+                        f"{state.get('bit_generator')}")
     inner = state["state"]
     raw = (inner["state"].to_bytes(16, "little") + inner["inc"].to_bytes(16, "little")
            + bytes([int(state["has_uint32"])])
@@ -45,8 +48,9 @@ def _pack(state: dict):
     return Tensor._make(np.frombuffer(raw, dtype=np.uint8).copy(), None, 0)
 
 
-def _unpack(state, where: str) -> dict:
-    """uint8 Tensor or array from :func:`_pack` -> PCG64 state dict."""
+def unpack_state(state, where: str) -> dict:
+    """A uint8 Tensor or array from :func:`pack_state` -> PCG64 state dict; errors name
+    ``where``."""
     from engine.tensor import Tensor
 
     data = state.data if isinstance(state, Tensor) else state
@@ -104,11 +108,11 @@ class Generator(np.random.Generator):
 
     def get_state(self):
         """The state as a uint8 Tensor of 37 bytes (see the module docstring)."""
-        return _pack(self.bit_generator.state)
+        return pack_state(self.bit_generator.state)
 
     def set_state(self, state) -> Generator:
         """Restore a state taken with :meth:`get_state`; returns self."""
-        self.bit_generator.state = _unpack(state, "Generator.set_state")
+        self.bit_generator.state = unpack_state(state, "Generator.set_state")
         return self
 
 
@@ -137,7 +141,7 @@ def get_rng_state():
 
 def set_rng_state(state) -> None:
     """Restore a state from :func:`get_rng_state` (a Tensor or a NumPy array)."""
-    _generator.bit_generator.state = _unpack(state, "set_rng_state")
+    _generator.bit_generator.state = unpack_state(state, "set_rng_state")
 
 
 def get_state() -> dict:

@@ -29,7 +29,7 @@ def test_worker_options_give_the_same_batches_as_none():
     assert calls == []                     # no worker process is started, none initialized
     assert (loader.num_workers, loader.pin_memory, loader.persistent_workers,
             loader.prefetch_factor, loader.timeout) == (3, True, True, 4, 2.5)
-    assert loader.worker_init_fn is calls.append
+    assert loader.worker_init_fn == calls.append
 
 
 def test_defaults_follow_pytorch():
@@ -48,11 +48,12 @@ def test_defaults_follow_pytorch():
     (dict(persistent_workers=True), "persistent_workers needs num_workers > 0"),
     (dict(timeout=-1), "timeout must be a non-negative number, got -1"),
     (dict(timeout=5), "timeout needs num_workers > 0"),
-    (dict(worker_init_fn=3), "worker_init_fn must be callable, got int"),
 ])
 def test_option_errors_name_the_option(kwargs, message):
     with pytest.raises(ValueError, match=f"DataLoader: {message}"):
         DataLoader(_ds(), **kwargs)
+    with pytest.raises(TypeError, match="DataLoader: worker_init_fn must be callable, got int"):
+        DataLoader(_ds(), num_workers=1, worker_init_fn=3)
 
 
 def test_generator_shuffles_with_an_engine_generator():
@@ -70,6 +71,8 @@ def test_generator_shuffles_with_an_engine_generator():
     a = DataLoader(_ds(), batch_size=4, shuffle=True, generator=shared)
     assert a.generator is shared                       # not copied: draws advance it
     _epochs(a, 1)
+    reference = np.random.default_rng(5)
+    reference.permutation(17)
     assert shared.random() == reference.random()
 
 
