@@ -132,3 +132,21 @@ def test_position_inside_an_epoch_needs_a_sampler_with_len():
     with pytest.raises(TypeError, match="state_dict: .*sampler that has len"):
         loader.state_dict()
     assert next(it)[0].tolist() == [2]
+
+
+def test_an_iterator_that_never_ran_does_not_use_up_the_restored_epoch():
+    """tqdm.auto's bar calls iter() once in its constructor and again when the loop
+    starts: the restored position must reach the iterator that runs."""
+    ds = _dataset(10)
+    engine.manual_seed(6)
+    loader = DataLoader(ds, batch_size=3, shuffle=True)
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    resumed = DataLoader(ds, batch_size=3, shuffle=True)
+    resumed.load_state_dict(state)
+    iter(resumed)                                       # made and dropped, never run
+    rest = _ids(resumed)
+    assert rest == [state["order"][3:6].tolist(), state["order"][6:9].tolist(),
+                    state["order"][9:].tolist()]
+    assert _ids(resumed) != rest and len(_ids(resumed)) == 4    # then new epochs
