@@ -257,7 +257,9 @@ class DataLoader:
         if chunk and not self.drop_last:
             yield np.asarray(chunk, dtype=np.int64)
 
-    def _batches(self, epoch: _Epoch):
+    def _batches(self, epoch: _Epoch, restored: _Epoch | None):
+        if restored is not None and self._resume is restored:
+            self._resume = None               # taken by the first iterator that runs
         collate = self.collate_fn or default_collate
         for indices in self._index_batches(epoch.order, epoch.yielded):
             if self._fetch is not None:
@@ -269,10 +271,13 @@ class DataLoader:
         epoch.done = True
 
     def __iter__(self):
-        """One epoch: the rest of a restored one after :meth:`load_state_dict`, else a new one."""
-        epoch, self._resume = self._resume, None
-        self._epoch = epoch if epoch is not None else _Epoch(self._epoch_order())
-        return self._batches(self._epoch)
+        """One epoch: the rest of a restored one after :meth:`load_state_dict`, else a new
+        one. Iterators made but never advanced (tqdm.auto makes one in its constructor)
+        leave the restored epoch to the next."""
+        restored = self._resume
+        self._epoch = _Epoch(self._epoch_order()) if restored is None else \
+            _Epoch(restored.order, restored.yielded)
+        return self._batches(self._epoch, restored)
 
     # ------------------------------------------------------------ position in the epoch
     def state_dict(self) -> dict:
