@@ -47,8 +47,7 @@ def _killed(proc) -> None:
 
 
 def test_common_parser_has_the_resume_flags():
-    import common
-
+    common = _load("common")
     parser = common.make_parser("demo")
     args = parser.parse_args(["--resume", "--checkpoint-every", "5"])
     assert args.resume is True and args.checkpoint_every == 5
