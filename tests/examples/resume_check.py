@@ -82,3 +82,18 @@ def assert_checkpoint_keys(path: Path, *, scheduler: bool, optimizer: bool = Tru
     assert ckpt["batch"] == 0 and ckpt["loader"]["in_epoch"] is False
     assert ckpt["history"]["epoch"] == list(range(1, ckpt["epoch"] + 1))
     return ckpt
+
+
+def assert_resumes_a_finished_run(main, argv: list[str], out: Path, results: dict, *,
+                                  scheduler: bool, optimizer: bool = True,
+                                  checkpoint: str = "checkpoint.safetensors",
+                                  history: str = "history.json") -> None:
+    """The finished run's checkpoint holds what a resume needs, and ``--resume`` on it
+    trains nothing more and reports the same results (those after training included:
+    a sample drawn from the restored random state, say)."""
+    ckpt = assert_checkpoint_keys(out / checkpoint, scheduler=scheduler, optimizer=optimizer)
+    curves = json.loads((out / history).read_text())
+    again = main([*argv, "--resume"])
+    assert_same(results, again, "results")
+    assert_same(ckpt, engine.load(out / checkpoint), checkpoint)
+    assert_same(curves, json.loads((out / history).read_text()), history)
