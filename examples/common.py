@@ -50,8 +50,7 @@ import engine
 from engine.monitor import History, progress
 
 __all__ = ["make_parser", "add_resume_flags", "setup", "progress", "History", "Run",
-           "save_graph", "save_checkpoint", "load_checkpoint", "print_report",
-           "format_confusion"]
+           "DefaultEpochs", "save_graph", "print_report", "format_confusion"]
 
 
 class DefaultEpochs(int):
@@ -311,30 +310,6 @@ class Run:
             has = ", ".join(f"{k}={now.get(k)}" for k in changed)
             sys.exit(f"--resume: {self.path} was written with {was}; this run has {has}. "
                      f"Resume with the same flags, or start afresh without --resume")
-
-
-def save_checkpoint(path: str | Path, model, optimizer=None, **extra) -> Path:
-    """``engine.save`` of ``{"model": state_dict, "optimizer": state_dict, **extra}``.
-
-    The file is safetensors (no pickle) and written atomically. Restore with
-    ``ckpt = engine.load(path); model.load_state_dict(ckpt["model"])`` and
-    ``optimizer.load_state_dict(ckpt["optimizer"])``.
-    """
-    state = {"model": model.state_dict()}
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    state.update(extra)
-    engine.save(state, path)
-    return Path(path)
-
-
-def load_checkpoint(path: str | Path, model, optimizer=None) -> dict:
-    """Load what :func:`save_checkpoint` wrote into ``model`` (and ``optimizer``)."""
-    state = engine.load(path)
-    model.load_state_dict(state["model"])
-    if optimizer is not None and "optimizer" in state:
-        optimizer.load_state_dict(state["optimizer"])
-    return state
 
 
 def format_confusion(matrix, class_names=None) -> str:

@@ -97,3 +97,76 @@ def test_resume_without_a_checkpoint_starts_from_the_beginning(tmp_path, capsys)
     resumed = mlp.main(["--smoke", "--out", str(tmp_path / "b"), "--resume"])
     assert "no checkpoint" in capsys.readouterr().out
     assert resumed["test_loss"] == fresh["test_loss"]
+
+
+def test_char_lm_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
+    """A loader built each epoch at a random window offset, a per-batch schedule, dropout,
+    and a sample drawn after training."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
+    flags = ["--smoke", "--epochs", "2", "--text", str(text), "--max-chars", "3000",
+             "--batch-size", "8", "--dropout", "0.1", "--sample-chars", "40"]
+    straight = run_example("char_transformer_lm", tmp_path / "a", *flags)
+    _ok(straight)
+    b = tmp_path / "b"
+    _killed(run_example("char_transformer_lm", b, *flags, "--checkpoint-every", "4",
+                        kill_after=13))
+    ckpt = engine.load(b / "checkpoint.safetensors")
+    assert ckpt["step"] == 12 and ckpt["epoch"] == 1 and ckpt["batch"] > 0
+    assert ckpt["running"]["offset"] is not None
+    resumed = run_example("char_transformer_lm", b, *flags, "--resume")
+    _ok(resumed)
+    assert "resuming from" in resumed.stdout
+    assert_same_run(tmp_path / "a", b)
+    assert _sample(resumed.stdout) == _sample(straight.stdout)
+
+
+def _sample(stdout: str) -> str:
+    """The text sampled after training, as printed."""
+    return stdout.split("== sample")[1].split("\nwrote ")[0]
+
+
+def test_pretrain_finetune_killed_in_a_later_phase_resumes_bit_for_bit(tmp_path):
+    """Killed while fine-tuning: the pre-training phase is restored from its finished
+    checkpoint, fine-tuning from its last one, and a scratch.safetensors left by another
+    run is ignored (the scratch phase starts afresh)."""
+    flags = ["--smoke", "--epochs", "2"]       # pre-training 4 batches, classifiers 2 + 2
+    _ok(run_example("pretrain_finetune", tmp_path / "a", *flags))
+    b = tmp_path / "b"
+    _killed(run_example("pretrain_finetune", b, *flags, "--checkpoint-every", "3",
+                        kill_after=8))
+    tuned = engine.load(b / "finetuned.safetensors")
+    assert (tuned["epoch"], tuned["batch"], tuned["step"]) == (1, 1, 3)
+    stale = dict(tuned, run_id="another run")
+    engine.save(stale, b / "scratch.safetensors")
+    resumed = run_example("pretrain_finetune", b, *flags, "--resume")
+    _ok(resumed)
+    assert "scratch.safetensors was left by another run" in resumed.stdout
+    names = ("pretrained_lm", "finetuned", "scratch")
+    assert_same_run(tmp_path / "a", b, checkpoints=[f"{n}.safetensors" for n in names],
+                    histories=["pretrain_history.json", "finetuned_history.json",
+                               "scratch_history.json"])
+
+
+@pytest.mark.slow
+def test_ddp_train_on_two_ranks_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "distributed"))
+    from mpi_util import mpiexec_command
+
+    mpiexec = mpiexec_command(2)
+    if mpiexec is None:
+        pytest.skip("needs mpi4py and mpiexec")
+    flags = ["--smoke", "--epochs", "2", "--batch-size", "32"]    # 4 batches per epoch
+    _ok(run_example("ddp_train", tmp_path / "a", *flags, prefix=mpiexec))
+    b = tmp_path / "b"
+    killed = run_example("ddp_train", b, *flags, "--checkpoint-every", "3", kill_after=7,
+                         prefix=mpiexec)
+    assert killed.returncode != 0
+    for name in ("checkpoint.safetensors", "checkpoint.rank1.safetensors"):
+        ckpt = engine.load(b / name)
+        assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, 6), name
+    resumed = run_example("ddp_train", b, *flags, "--resume", prefix=mpiexec)
+    _ok(resumed)
+    assert resumed.stdout.count("resuming from") == 2
+    assert_same_run(tmp_path / "a", b, checkpoints=["checkpoint.safetensors",
+                                                    "checkpoint.rank1.safetensors"])
