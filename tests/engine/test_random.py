@@ -100,3 +100,16 @@ def test_generator_seed_is_fresh_and_reported():
     assert g.random(3).tolist() == np.random.default_rng(s).random(3).tolist()
     with pytest.raises(ValueError, match="unknown device"):
         engine.Generator(device="tpu")
+
+
+def test_generator_copies_and_pickles_as_an_engine_generator():
+    import copy
+    import pickle
+
+    g = engine.Generator().manual_seed(12)
+    g.random(2)
+    for clone in (copy.deepcopy(g), pickle.loads(pickle.dumps(g))):
+        assert isinstance(clone, engine.Generator) and clone is not g
+        assert clone.initial_seed() == 12 and clone.device == "cpu"
+        assert clone.random(3).tolist() == copy.deepcopy(g).random(3).tolist()
+    assert copy.deepcopy(g).random(3).tolist() == g.random(3).tolist()
