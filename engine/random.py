@@ -115,6 +115,17 @@ class Generator(np.random.Generator):
         self.bit_generator.state = unpack_state(state, "Generator.set_state")
         return self
 
+    def __reduce__(self):
+        return _rebuild, (self.device, self._initial_seed, self.bit_generator.state)
+
+
+def _rebuild(device: str, seed: int | None, state: dict) -> Generator:
+    """A copy or an unpickled :class:`Generator` (NumPy's own reduce makes a plain one)."""
+    g = Generator(device)
+    g._initial_seed = seed
+    g.bit_generator.state = state
+    return g
+
 
 _generator = Generator()
 
