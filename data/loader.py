@@ -160,10 +160,7 @@ class DataLoader:
                  pin_memory: bool = False, timeout: float = 0,
                  worker_init_fn: Callable | None = None, prefetch_factor: int | None = None,
                  persistent_workers: bool = False):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive integer, got "
-                             f"{batch_size!r}")
+        batch_size = _check_count(batch_size, "batch_size", 1)
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler and shuffle=True are mutually exclusive; "
                              "let the sampler decide the order")
@@ -175,7 +172,7 @@ class DataLoader:
         if generator is not None and seed is not None:
             raise ValueError("DataLoader: pass seed or generator, not both")
         self.dataset = dataset
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.collate_fn = collate_fn
