@@ -15,7 +15,9 @@ from engine.function import (
 from engine.autograd import backward, grad
 from engine.backend import cuda_is_available, synchronize
 from engine.dtypes import get_default_dtype, set_default_dtype
-from engine.random import manual_seed, default_generator
+from engine.random import (
+    Generator, default_generator, get_rng_state, initial_seed, manual_seed, set_rng_state,
+)
 from engine.factory import (
     arange, empty, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
     randint, randn, randperm, tensor, zeros, zeros_like,
@@ -51,6 +53,7 @@ __all__ = [
     "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "detect_anomaly", "cuda_is_available", "synchronize",
     "get_default_dtype", "set_default_dtype", "manual_seed", "default_generator",
+    "initial_seed", "get_rng_state", "set_rng_state", "Generator",
     "tensor", "from_numpy", "zeros", "ones", "empty", "full", "zeros_like", "ones_like",
     "full_like", "arange", "linspace", "eye", "rand", "randn", "randint", "randperm",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "maximum",

@@ -38,8 +38,7 @@ import engine
 import losses
 import nn
 import optim
-from common import (History, make_parser, print_report, progress, save_checkpoint,
-                    save_graph, setup)
+from common import History, Run, make_parser, print_report, progress, save_graph, setup
 from data import CharTokenizer, DataLoader, TensorDataset, load_text_corpus
 
 
@@ -183,15 +182,18 @@ def main(argv=None) -> dict:
 
     # ---- training: each epoch cuts the text into windows at a new random offset
     history = History(args.out, args.epochs)
+    run = Run(args, model=model, optimizer=optimizer, scheduler=scheduler, history=history,
+              extra={"vocabulary": tok.itos, "block_size": args.block_size})
     ln2 = math.log(2)
-    for epoch in range(1, args.epochs + 1):
-        offset = int(engine.default_generator().integers(args.block_size))
-        train_loader = DataLoader(TensorDataset(*windows(train_ids, args.block_size, offset)),
-                                  batch_size=args.batch_size, shuffle=True,
-                                  device=args.device)
-        total, seen = 0.0, 0
-        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for step, (xb, yb) in enumerate(bar):
+    for epoch in run.epochs():
+        sums = run.running(offset=None, total=0.0, seen=0)
+        if sums.offset is None:                       # a new epoch (a resumed one has its own)
+            sums.offset = int(engine.default_generator().integers(args.block_size))
+        windowed = TensorDataset(*windows(train_ids, args.block_size, sums.offset))
+        train_loader = run.use_loader(DataLoader(windowed, batch_size=args.batch_size,
+                                                 shuffle=True, device=args.device))
+        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}", initial=run.batch)
+        for step, (xb, yb) in enumerate(bar, start=run.batch):
             loss = lm_loss(model(xb), yb)
             optimizer.zero_grad()
             loss.backward()
@@ -200,15 +202,15 @@ def main(argv=None) -> dict:
             optim.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(xb)
-            seen += len(xb)
-            bar.set_postfix(bpc=f"{total / seen / ln2:.3f}")
+            sums.total += loss.item() * len(xb)
+            sums.seen += len(xb)
+            bar.set_postfix(bpc=f"{sums.total / sums.seen / ln2:.3f}")
+            run.batch_done()
         val_loss = evaluate(model, val_loader)
-        history.log(epoch, train_loss=total / seen, val_loss=val_loss,
-                    train_bpc=total / seen / ln2, val_bpc=val_loss / ln2)
+        history.log(epoch, train_loss=sums.total / sums.seen, val_loss=val_loss,
+                    train_bpc=sums.total / sums.seen / ln2, val_bpc=val_loss / ln2)
+        run.epoch_done()
     history.plot(title="character Transformer language model")
-    save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer, epoch=args.epochs,
-                    vocabulary=tok.itos, block_size=args.block_size)
 
     # ---- test, then a sample
     test_loss = evaluate(model, test_loader)

@@ -32,8 +32,7 @@ import engine
 import losses
 import nn
 import optim
-from common import (History, make_parser, print_report, progress, save_checkpoint,
-                    save_graph, setup)
+from common import History, Run, make_parser, print_report, progress, save_graph, setup
 from data import DataLoader, TensorDataset, load_digits, train_test_split
 from losses import metrics
 
@@ -116,10 +115,12 @@ def main(argv=None) -> dict:
 
     # ---- training
     history = History(args.out, args.epochs)
-    for epoch in range(1, args.epochs + 1):
-        total, correct, seen = 0.0, 0, 0
-        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for step, (xb, yb) in enumerate(bar):
+    run = Run(args, model=model, optimizer=optimizer, scheduler=scheduler, loader=train_loader,
+              history=history)
+    for epoch in run.epochs():
+        sums = run.running(total=0.0, correct=0, seen=0)
+        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}", initial=run.batch)
+        for step, (xb, yb) in enumerate(bar, start=run.batch):
             logits = model(xb)
             loss = losses.cross_entropy(logits, yb, label_smoothing=args.label_smoothing)
             optimizer.zero_grad()
@@ -127,16 +128,18 @@ def main(argv=None) -> dict:
             if epoch == 1 and step == 0:
                 save_graph(loss, model, args.out)
             optimizer.step()
-            total += loss.item() * len(yb)
-            correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
-            seen += len(yb)
-            bar.set_postfix(loss=f"{total / seen:.4f}")
+            sums.total += loss.item() * len(yb)
+            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.seen += len(yb)
+            bar.set_postfix(loss=f"{sums.total / sums.seen:.4f}")
+            run.batch_done()
         scheduler.step()
         val_loss, val_pred, val_true = evaluate(model, val_loader)
-        history.log(epoch, train_loss=total / seen, val_loss=val_loss,
-                    train_acc=correct / seen, val_acc=metrics.accuracy(val_true, val_pred))
+        history.log(epoch, train_loss=sums.total / sums.seen, val_loss=val_loss,
+                    train_acc=sums.correct / sums.seen,
+                    val_acc=metrics.accuracy(val_true, val_pred))
+        run.epoch_done()
     history.plot(title="classic CNN on digits")
-    save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer, epoch=args.epochs)
 
     # ---- test
     test_loss, test_pred, test_true = evaluate(model, test_loader)

@@ -26,8 +26,7 @@ import numpy as np
 
 import engine
 import nn
-from common import (History, make_parser, print_report, progress, save_checkpoint,
-                    save_graph, setup)
+from common import History, Run, make_parser, print_report, progress, save_graph, setup
 from data import DataLoader, TensorDataset, train_test_split
 
 TRUE_THETA0, TRUE_THETA1, NOISE = 4.0, 3.0, 0.5
@@ -166,10 +165,12 @@ def main(argv=None) -> dict:
     # ---- gradient descent (F1) on J = ½ Σ (y - ŷ)² (F2)
     model = Line().to(args.device)
     history = History(args.out, args.epochs)
+    run = Run(args, model=model, loader=loader, history=history)
     print_every = max(1, args.epochs // 10)
     print("\nGradient descent trajectory (J on the training set, MSE = (1/n) Σ (y - ŷ)²):")
-    for epoch in progress(range(1, args.epochs + 1), "gradient descent"):
-        for step, (xb, yb) in enumerate(loader):
+    for epoch in progress(run.epochs(), "gradient descent", total=args.epochs,
+                          initial=run.epoch):
+        for step, (xb, yb) in enumerate(loader, start=run.batch):
             J = half_sse(model(xb), yb)
             model.zero_grad()
             J.backward()                                   # θ.grad = ∂J/∂θ
@@ -178,6 +179,7 @@ def main(argv=None) -> dict:
             with engine.no_grad():
                 for theta in model.parameters():
                     theta.data -= args.lr * theta.grad.data     # θ ← θ - α ∇θ J
+            run.batch_done()
         with engine.no_grad():
             J_train = half_sse(model(xs["train"]), ys["train"]).item()
             train_mse = mse(model(xs["train"]), ys["train"])
@@ -185,7 +187,7 @@ def main(argv=None) -> dict:
         history.log(epoch, echo=epoch <= 3 or epoch % print_every == 0, J=J_train,
                     train_mse=train_mse, val_mse=val_mse,
                     theta0=model.theta0.item(), theta1=model.theta1.item())
-    save_checkpoint(args.out / "checkpoint.safetensors", model, epoch=args.epochs)
+        run.epoch_done()
 
     # ---- the closed form: θ = argmin ‖Aθ - y‖², A = [1 x] (normal equations, float64)
     A = np.stack([np.ones_like(x_train), x_train], axis=1).astype(np.float64)

@@ -35,8 +35,7 @@ import engine
 import losses
 import nn
 import optim
-from common import (History, make_parser, print_report, progress, save_checkpoint,
-                    save_graph, setup)
+from common import History, Run, make_parser, print_report, progress, save_graph, setup
 from data import (
     DataLoader, LabelEncoder, TensorDataset, Tokenizer, make_negation_sentiment,
     pad_sequences, read_text_csv, train_test_split,
@@ -158,10 +157,12 @@ def main(argv=None) -> dict:
 
     # ---- training
     history = History(args.out, args.epochs)
-    for epoch in range(1, args.epochs + 1):
-        total, correct, seen = 0.0, 0, 0
-        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for step, (xb, yb) in enumerate(bar):
+    run = Run(args, model=model, optimizer=optimizer, loader=train_loader,
+              history=history, extra={"classes": class_names})
+    for epoch in run.epochs():
+        sums = run.running(total=0.0, correct=0, seen=0)
+        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}", initial=run.batch)
+        for step, (xb, yb) in enumerate(bar, start=run.batch):
             logits = model(xb)
             loss = losses.cross_entropy(logits, yb)
             optimizer.zero_grad()
@@ -169,17 +170,18 @@ def main(argv=None) -> dict:
             if epoch == 1 and step == 0:
                 save_graph(loss, model, args.out)
             optimizer.step()
-            total += loss.item() * len(yb)
-            correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
-            seen += len(yb)
-            bar.set_postfix(loss=f"{total / seen:.4f}")
+            sums.total += loss.item() * len(yb)
+            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.seen += len(yb)
+            bar.set_postfix(loss=f"{sums.total / sums.seen:.4f}")
+            run.batch_done()
         val_loss, val_pred, val_true = evaluate(model, val_loader)
-        history.log(epoch, train_loss=total / seen, val_loss=val_loss,
-                    train_acc=correct / seen, val_acc=metrics.accuracy(val_true, val_pred))
+        history.log(epoch, train_loss=sums.total / sums.seen, val_loss=val_loss,
+                    train_acc=sums.correct / sums.seen,
+                    val_acc=metrics.accuracy(val_true, val_pred))
+        run.epoch_done()
     history.plot(title="LSTM text classifier",
                  references={"acc": ("bag of words (test)", baseline_acc)})
-    save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer, epoch=args.epochs,
-                    classes=class_names)
     tokenizer.save(args.out / "tokenizer.json")
 
     # ---- test

@@ -41,8 +41,7 @@ import engine
 import losses
 import nn
 import optim
-from common import (History, make_parser, print_report, progress, save_checkpoint,
-                    save_graph, setup)
+from common import History, Run, make_parser, print_report, progress, save_graph, setup
 from data import DataLoader, TensorDataset, Tokenizer, make_negation_sentiment, pad_sequences
 from losses import metrics
 
@@ -134,18 +133,21 @@ def evaluate_classifier(model, loader) -> tuple[float, np.ndarray, np.ndarray]:
     return total / len(y_true), np.concatenate(preds), y_true
 
 
-def pretrain(model, ids_train, ids_val, args) -> History:
-    """Next-word prediction on unlabelled sentences; returns the curves."""
+def pretrain(model, ids_train, ids_val, args) -> Run:
+    """Next-word prediction on unlabelled sentences; returns the Run (its history holds the
+    curves), checkpointed to pretrained_lm.safetensors."""
     loader = DataLoader(TensorDataset(ids_train), batch_size=args.pretrain_batch_size,
                         shuffle=True,
                         device=args.device)
     val_loader = DataLoader(TensorDataset(ids_val), batch_size=500, device=args.device)
     optimizer = optim.AdamW(model.parameters(), lr=args.pretrain_lr, weight_decay=0.01)
     history = History(args.out, args.pretrain_epochs)
-    for epoch in range(1, args.pretrain_epochs + 1):
-        total, correct, count = 0.0, 0, 0
-        bar = progress(loader, f"pre-train {epoch}/{args.pretrain_epochs}")
-        for step, (ids,) in enumerate(bar):
+    run = Run(args, model=model, optimizer=optimizer, loader=loader, history=history,
+              epochs=args.pretrain_epochs, path=args.out / "pretrained_lm.safetensors")
+    for epoch in run.epochs():
+        sums = run.running(total=0.0, correct=0, count=0)
+        bar = progress(loader, f"pre-train {epoch}/{args.pretrain_epochs}", initial=run.batch)
+        for step, (ids,) in enumerate(bar, start=run.batch):
             loss, logits, targets = lm_loss(model, ids)
             optimizer.zero_grad()
             loss.backward()
@@ -154,42 +156,48 @@ def pretrain(model, ids_train, ids_val, args) -> History:
             optimizer.step()
             words = targets.numpy() != 0
             n = int(words.sum())
-            total += loss.item() * n
-            correct += int(((logits.argmax(axis=-1).numpy() == targets.numpy())
-                            & words).sum())
-            count += n
-            bar.set_postfix(loss=f"{total / count:.4f}")
+            sums.total += loss.item() * n
+            sums.correct += int(((logits.argmax(axis=-1).numpy() == targets.numpy())
+                                 & words).sum())
+            sums.count += n
+            bar.set_postfix(loss=f"{sums.total / sums.count:.4f}")
+            run.batch_done()
         val_loss, val_acc = evaluate_lm(model, val_loader)
-        history.log(epoch, train_loss=total / count, val_loss=val_loss,
-                    train_next_word_acc=correct / count, val_next_word_acc=val_acc)
-    save_checkpoint(args.out / "pretrained_lm.safetensors", model, optimizer,
-                    epoch=args.pretrain_epochs)
-    return history
+        history.log(epoch, train_loss=sums.total / sums.count, val_loss=val_loss,
+                    train_next_word_acc=sums.correct / sums.count, val_next_word_acc=val_acc)
+        run.epoch_done()
+    return run
 
 
-def train_classifier(name: str, model, train_data, val_data, args):
-    """Cross-entropy training on the few labels; returns the optimizer and the curves."""
+def train_classifier(name: str, model, train_data, val_data, args, after: Run) -> Run:
+    """Cross-entropy training on the few labels, checkpointed to <name>.safetensors;
+    returns the Run (with the optimizer and the curves). ``after``: the previous phase."""
     loader = DataLoader(TensorDataset(*train_data), batch_size=args.batch_size, shuffle=True,
                         device=args.device)
     val_loader = DataLoader(TensorDataset(*val_data), batch_size=500, device=args.device)
     optimizer = optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     history = History(args.out, args.epochs)
     print(f"\n-- {name}: {sum(p.size for p in model.parameters()):,} parameters")
-    for epoch in range(1, args.epochs + 1):
-        total, correct, seen = 0.0, 0, 0
-        for xb, yb in progress(loader, f"{name} {epoch}/{args.epochs}"):
+    run = Run(args, model=model, optimizer=optimizer, loader=loader, history=history,
+              path=args.out / f"{name}.safetensors", after=after)
+    for epoch in run.epochs():
+        sums = run.running(total=0.0, correct=0, seen=0)
+        for xb, yb in progress(loader, f"{name} {epoch}/{args.epochs}", initial=run.batch):
             logits = model(xb)
             loss = losses.cross_entropy(logits, yb)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(yb)
-            correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
-            seen += len(yb)
+            sums.total += loss.item() * len(yb)
+            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.seen += len(yb)
+            run.batch_done()
         val_loss, val_pred, val_true = evaluate_classifier(model, val_loader)
-        history.log(epoch, train_loss=total / seen, val_loss=val_loss, train_acc=correct / seen,
+        history.log(epoch, train_loss=sums.total / sums.seen, val_loss=val_loss,
+                    train_acc=sums.correct / sums.seen,
                     val_acc=metrics.accuracy(val_true, val_pred))
-    return optimizer, history
+        run.epoch_done()
+    return run
 
 
 def main(argv=None) -> dict:
@@ -249,7 +257,8 @@ def main(argv=None) -> dict:
     # ---- 1. pre-training on unlabelled text
     lm = LanguageModel(new_encoder(), tok.vocab_size).to(args.device)
     print(lm)
-    pre_history = pretrain(lm, lm_train, lm_val, args)
+    phase = pretrain(lm, lm_train, lm_val, args)
+    pre_history = phase.history
     pre_history.plot("pretrain_curves.png", title="pre-training: next-word prediction")
 
     # ---- 2. fine-tuning: the pre-trained encoder with a new head, and 3. from scratch
@@ -258,11 +267,10 @@ def main(argv=None) -> dict:
     runs = {"finetuned": lm.encoder, "scratch": new_encoder()}
     for name, encoder in runs.items():
         model = Classifier(encoder).to(args.device)
-        optimizer, history = train_classifier(name, model, train_data, val_data, args)
+        phase = train_classifier(name, model, train_data, val_data, args, after=phase)
+        history = phase.history
         history.plot(f"{name}_curves.png",
                      title=f"{name} classifier on {args.labels} labelled sentences")
-        save_checkpoint(args.out / f"{name}.safetensors", model, optimizer,
-                        epoch=args.epochs)
         test_loss, test_pred, test_true = evaluate_classifier(
             model, DataLoader(TensorDataset(*test_data), batch_size=500, device=args.device))
         results[f"{name}_test_loss"] = test_loss

@@ -35,8 +35,7 @@ import engine
 import losses
 import nn
 import optim
-from common import (History, make_parser, print_report, progress, save_checkpoint,
-                    save_graph, setup)
+from common import History, Run, make_parser, print_report, progress, save_graph, setup
 from data import (
     BOS, EOS, PAD, DataLoader, TensorDataset, make_addition_task, make_reverse_task,
     make_sort_task,
@@ -210,10 +209,12 @@ def main(argv=None) -> dict:
 
     # ---- training (teacher forcing)
     history = History(args.out, args.epochs)
-    for epoch in range(1, args.epochs + 1):
-        total, seen = 0.0, 0
-        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}")
-        for step, (src, tgt) in enumerate(bar):
+    run = Run(args, model=model, optimizer=optimizer, scheduler=scheduler, loader=train_loader,
+              history=history, extra={"task": args.task, "vocabulary": tok.itos})
+    for epoch in run.epochs():
+        sums = run.running(total=0.0, seen=0)
+        bar = progress(train_loader, f"epoch {epoch}/{args.epochs}", initial=run.batch)
+        for step, (src, tgt) in enumerate(bar, start=run.batch):
             tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]     # <bos> y1 .. yn -> y1 .. yn <eos>
             logits = model(src, tgt_in)                     # (N, T, vocab)
             loss = losses.cross_entropy(logits.reshape(-1, logits.shape[-1]),
@@ -225,15 +226,15 @@ def main(argv=None) -> dict:
             optim.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(src)
-            seen += len(src)
-            bar.set_postfix(loss=f"{total / seen:.4f}")
+            sums.total += loss.item() * len(src)
+            sums.seen += len(src)
+            bar.set_postfix(loss=f"{sums.total / sums.seen:.4f}")
+            run.batch_done()
         val_loss, val_token_acc, val_exact = evaluate(model, val_loader, decode_fn, tgt_len)
-        history.log(epoch, train_loss=total / seen, val_loss=val_loss,
+        history.log(epoch, train_loss=sums.total / sums.seen, val_loss=val_loss,
                     val_token_acc=val_token_acc, val_exact_match=val_exact)
+        run.epoch_done()
     history.plot(title=f"Transformer seq2seq: {args.task}")
-    save_checkpoint(args.out / "checkpoint.safetensors", model, optimizer, epoch=args.epochs,
-                    task=args.task, vocabulary=tok.itos)
 
     # ---- test, and a few decoded examples
     test_loss, test_token_acc, test_exact = evaluate(model, test_loader, decode_fn, tgt_len)

@@ -19,7 +19,7 @@ tomllib = pytest.importorskip("tomllib")        # Python 3.11+
 ROOT = Path(__file__).resolve().parents[2]
 
 GUARD = """
-import importlib.metadata, runpy, sys
+import importlib.metadata, os, runpy, sys
 
 allowed = set(sys.argv[1].split(","))
 owners = importlib.metadata.packages_distributions()
@@ -38,6 +38,7 @@ class OnlyInstalledByTheExtra:
 
 sys.meta_path.insert(0, OnlyInstalledByTheExtra())
 sys.argv = sys.argv[2:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))   # as `python script`
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 

@@ -20,6 +20,7 @@ from engine.tensor import Tensor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_check import assert_graph  # noqa: E402
+from resume_check import assert_resumes_a_finished_run  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -75,6 +76,7 @@ def check_outputs(out: Path, epochs: int, with_optimizer: bool = True) -> dict:
 
 
 SMOKE = ["mlp_digits", "cnn_digits", "lstm_text_classifier", "transformer_classifier"]
+SCHEDULED = {"mlp_digits", "cnn_digits"}
 
 
 @pytest.mark.parametrize("name", SMOKE)
@@ -90,6 +92,8 @@ def test_smoke_classifier(name, tmp_path, capsys):
     history = json.loads((tmp_path / "history.json").read_text())
     assert set(history) >= {"train_loss", "val_loss", "train_acc", "val_acc", "test"}
     assert history["test"]["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert_resumes_a_finished_run(load_example(name).main, ["--out", str(tmp_path), "--smoke"],
+                                  tmp_path, results, scheduler=name in SCHEDULED)
 
 
 def test_smoke_checkpoints_load_into_the_models(tmp_path, capsys):
@@ -143,6 +147,9 @@ def test_smoke_linear_regression(tmp_path, capsys):
     assert "== test" in capsys.readouterr().out
     check_outputs(tmp_path, epochs=1, with_optimizer=False)
     assert results["gradcheck_articles_F3"] is False
+    assert_resumes_a_finished_run(load_example("linear_regression").main,
+                                  ["--out", str(tmp_path), "--smoke"], tmp_path, results,
+                                  scheduler=False, optimizer=False)
 
 
 def _write_csv(path: Path, rows):

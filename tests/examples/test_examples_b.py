@@ -21,6 +21,7 @@ import engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_check import assert_graph  # noqa: E402
+from resume_check import assert_resumes_a_finished_run  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,6 +83,8 @@ def test_vit_smoke(tmp_path, capsys):
     assert ckpt["model"]["pos_embed"].shape == (1, 17, 16)       # 16 patches + [CLS]
     assert_graph(tmp_path / "graph.svg", ckpt["model"])
     assert "== test ==" in capsys.readouterr().out
+    assert_resumes_a_finished_run(vit.main, ["--smoke", "--out", str(tmp_path)], tmp_path,
+                                  results, scheduler=True)
 
 
 # ----------------------------------------------------------------------------- char LM
@@ -131,6 +134,9 @@ def test_char_lm_smoke_on_a_text_file(tmp_path, capsys):
     assert_graph(out / "graph.svg", ckpt["model"])
     printed = capsys.readouterr().out
     assert "val_bpc" in printed and "== sample (temperature 0.5) ==" in printed
+    assert_resumes_a_finished_run(lm.main, ["--smoke", "--text", str(path), "--out", str(out),
+                                            "--sample-chars", "30", "--temperature", "0.5"],
+                                  out, results, scheduler=True)
 
 
 def test_char_lm_rejects_a_prompt_outside_the_text(tmp_path):
@@ -173,6 +179,10 @@ def test_seq2seq_smoke(task, tmp_path, capsys):
     assert_graph(tmp_path / "graph.svg", ckpt["model"])
     printed = capsys.readouterr().out
     assert "(none of the latter two in training)" in printed and "expected" in printed
+    if task == "sort":
+        assert_resumes_a_finished_run(s2s.main, ["--smoke", "--task", task, "--max-len", "3",
+                                                 "--out", str(tmp_path)],
+                                      tmp_path, results, scheduler=True)
 
 
 @pytest.mark.slow
@@ -223,3 +233,9 @@ def test_pretrain_finetune_smoke(tmp_path, capsys):
     assert not np.allclose(tuned["encoder.embed.weight"].numpy(),
                            scratch["encoder.embed.weight"].numpy())
     assert "finetuned_test_accuracy" in capsys.readouterr().out
+    for name in ("pretrained_lm", "finetuned", "scratch"):
+        ckpt = engine.load(tmp_path / f"{name}.safetensors")
+        assert ckpt["batch"] == 0 and ckpt["epoch"] == 1 and ckpt["rng"].dtype == np.uint8
+    assert_resumes_a_finished_run(pf.main, ["--smoke", "--out", str(tmp_path)], tmp_path,
+                                  results, scheduler=False, checkpoint="scratch.safetensors",
+                                  history="pretrain_history.json")
