@@ -67,6 +67,15 @@ def test_layer_norm_over_several_axes_matches_reference():
                                    [x, w, b], rtol=1e-10, atol=1e-12)
 
 
+def test_layer_norm_bias_without_weight_over_several_axes():
+    """The gradient of a bias alone comes back in the normalized shape on every path."""
+    rng = np.random.default_rng(5)
+    x, b = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((4, 5))
+    outs = assert_fused_matches_reference(
+        lambda a, b_: engine.layer_norm(a, (4, 5), None, b_), [x, b], rtol=1e-10, atol=1e-12)
+    assert outs[0].shape == x.shape
+
+
 # ---------------------------------------------------------------- attention
 @st.composite
 def attention_case(draw):
