@@ -12,6 +12,7 @@ Only the graph is read; nothing is computed. The boxes are placed by
 from __future__ import annotations
 
 import functools
+import math
 import importlib
 import re
 import textwrap
@@ -202,6 +203,7 @@ def draw_graph(tensor: Tensor, path, params=None, png: bool | None = None) -> li
     sizes = [box_size(lines) for _, lines, _ in boxes]
     ported = _ports(edges, {item: i for i, item in enumerate(items)})
     corners, routes, width, height = layered_layout(sizes, ported)
+    width, height = math.ceil(width), math.ceil(height)   # whole pixels for SVG and PNG
     nodes = [(f"n{i}", kind, lines, tooltip, corner, size)
              for i, ((kind, lines, tooltip), corner, size) in enumerate(zip(boxes, corners,
                                                                              sizes))]
