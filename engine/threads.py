@@ -21,7 +21,10 @@ count, one worker pool, and matrix products shared among its threads.
 - The worker pool (:func:`run_split`) runs work that the engine splits among threads
   itself (row blocks of a matrix product, attention heads). Its threads sleep on a lock
   between tasks, so a waiting thread gives its core away instead of spinning on it; a
-  hand-off costs about 5 µs.
+  hand-off costs about 5 µs. When other processes hold the cores, a woken worker waits
+  behind them and the split runs no faster than one thread, a little slower: the pool
+  notices (:class:`_Contention`) and pauses, and the work runs on the calling thread
+  until a later split runs side by side again.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import ctypes
 import glob
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -179,16 +183,19 @@ class _Worker:
         self.go.acquire()
         self.done.acquire()
         self.task = self.error = None
+        self.cpu = 0.0                            # CPU seconds of the last range
         threading.Thread(target=self._serve, name="xpgrad-worker", daemon=True).start()
 
     def _serve(self) -> None:
         while True:
             self.go.acquire()
             work, lo, hi = self.task
+            start = time.thread_time()
             try:
                 work(lo, hi)
             except BaseException as e:            # handed to the caller by join()
                 self.error = e
+            self.cpu = time.thread_time() - start
             self.task = None
             self.done.release()
 
@@ -230,13 +237,47 @@ def _pool() -> _Pool:
     return _POOL
 
 
+class _Contention:
+    """Whether splitting work among threads has paid lately.
+
+    A split is judged by its parallel efficiency, the CPU time of all its ranges over
+    threads × the time it took: about 1 when the threads ran side by side, about 1/threads
+    when they ran one after the other, as they do when other processes hold the cores (a
+    woken worker then waits behind them, or shares the caller's core). After a split below
+    :data:`MIN_EFFICIENCY` the pool stays unused for a pause that doubles with each such
+    split in a row (from :data:`MIN_PAUSE` to :data:`MAX_PAUSE` seconds) and is reset by an
+    efficient one, so a busy machine costs one slow split a second or so. Splits shorter
+    than :data:`MIN_JUDGED` seconds are not judged: the hand-off to a worker dominates them.
+    """
+
+    pause_until = 0.0
+    pause = None
+
+    @classmethod
+    def record(cls, elapsed: float, cpu: float, threads: int) -> None:
+        if elapsed < MIN_JUDGED:
+            return
+        if cpu < MIN_EFFICIENCY * threads * elapsed:
+            cls.pause = MIN_PAUSE if cls.pause is None else min(2 * cls.pause, MAX_PAUSE)
+            cls.pause_until = time.perf_counter() + cls.pause
+        else:
+            cls.pause = None
+
+
+MIN_EFFICIENCY = 0.7
+MIN_PAUSE, MAX_PAUSE = 0.02, 1.0
+MIN_JUDGED = 1e-4
+
+
 def run_split(work, n: int, threads: int) -> bool:
     """Run ``work(lo, hi)`` over ``threads`` consecutive ranges of ``range(n)``: the calling
     thread takes the first range, the pool's workers the others, BLAS held to one thread
     meanwhile (a BLAS pool under each worker would oversubscribe the cores). An error in
     any range is raised once all have run. Returns False, having run nothing, when BLAS
-    cannot be held or another thread is using the pool: the caller then runs the work
-    itself."""
+    cannot be held, another thread is using the pool, or recent splits found the cores
+    busy (:class:`_Contention`): the caller then runs the work itself."""
+    if time.perf_counter() < _Contention.pause_until:
+        return False
     pool = _pool()
     if not pool.busy.acquire(blocking=False):
         return False
@@ -246,12 +287,16 @@ def run_split(work, n: int, threads: int) -> bool:
         try:
             bounds = [n * t // threads for t in range(threads + 1)]
             workers = pool.take(threads - 1)
+            start, cpu = time.perf_counter(), time.thread_time()
             for t, worker in enumerate(workers, 1):
                 worker.start(work, bounds[t], bounds[t + 1])
             try:
                 work(bounds[0], bounds[1])
             finally:
+                cpu = time.thread_time() - cpu
                 errors = [worker.join() for worker in workers]
+            _Contention.record(time.perf_counter() - start,
+                               cpu + sum(worker.cpu for worker in workers), threads)
             for error in errors:
                 if error is not None:
                     raise error

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,14 @@ from engine import threads
 ROOT = Path(__file__).resolve().parents[2]
 needs_openblas = pytest.mark.skipif(threads.get_blas_threads() is None,
                                     reason="NumPy's BLAS is not an OpenBLAS found here")
+
+
+@pytest.fixture(autouse=True)
+def _no_pause():
+    """Each test starts with the pool unpaused, whatever splits ran before."""
+    threads._Contention.pause_until, threads._Contention.pause = 0.0, None
+    yield
+    threads._Contention.pause_until, threads._Contention.pause = 0.0, None
 
 
 @pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
@@ -222,6 +231,7 @@ def test_run_split_in_use_by_another_thread_returns_false_and_runs_nothing():
     assert not threads.run_split(lambda lo, hi: ran.append((lo, hi)), 4, 2)
     release.set()
     t.join(10)
+    threads._Contention.pause_until = 0.0        # that split idled: not what is tested here
     assert ran == [] and threads.run_split(lambda lo, hi: ran.append((lo, hi)), 4, 2)
     assert sorted(ran) == [(0, 2), (2, 4)]
 
@@ -245,3 +255,31 @@ def _split_in_child():
 
     assert threads.run_split(work, 6, 3)
     return out.astype(int).tolist()
+
+
+# ----------------------------------------------------------------------------- contention
+@needs_openblas
+def test_a_split_whose_threads_did_not_run_side_by_side_pauses_the_pool():
+    ran = []
+    assert threads.run_split(lambda lo, hi: time.sleep(0.002), 2, 2)   # no CPU: efficiency 0
+    assert threads._Contention.pause == threads.MIN_PAUSE
+    assert not threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and ran == []
+    a = np.ones((300, 300), np.float32)
+    np.testing.assert_array_equal(threads.matmul(a, a), a @ a)        # on one thread
+    threads._Contention.pause_until = 0.0
+    assert threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and sorted(ran) == [0, 1]
+
+
+def test_the_pause_doubles_up_to_its_maximum_and_an_efficient_split_resets_it():
+    c = threads._Contention
+    pauses = []
+    for _ in range(8):
+        c.record(elapsed=0.01, cpu=0.01, threads=2)      # one thread's worth: serial
+        pauses.append(c.pause)
+    assert pauses == [min(threads.MIN_PAUSE * 2 ** i, threads.MAX_PAUSE) for i in range(8)]
+    assert c.pause_until > time.perf_counter() + 0.5
+    c.record(elapsed=0.01, cpu=0.019, threads=2)         # side by side
+    assert c.pause is None
+    c.pause_until = 0.0
+    c.record(elapsed=threads.MIN_JUDGED / 2, cpu=0.0, threads=2)   # too short to judge
+    assert c.pause is None and c.pause_until == 0.0
