@@ -1,13 +1,13 @@
 """2-D convolution on the CPU: col2im and the layouts as Numba kernels, the products on BLAS.
 
-The same steps as the literal array code of :mod:`engine.ops.conv` (the formulas are
-there), for NumPy arrays in float32 or float64, without its strided copies and its one
-scatter per kernel tap:
+The same steps as the literal array code of :mod:`engine.kernels.conv_reference` (the
+formulas are in :mod:`engine.ops.conv`), for NumPy arrays in float32 or float64, without
+its transposing copies and its one scatter per kernel tap:
 
-- im2col is the literal one (:func:`engine.kernels.conv_reference.im2col`): NumPy's
-  strided copy of the padded input writes the columns (C·kh·kw, N·Ho·Wo) faster than a
-  Numba loop does (1.6 ms against 2.7 ms for the 64 -> 128 layer of a CNN at 16 x 16,
-  batch 32: the rows are short, 16 values, and NumPy copies them with vector moves);
+- im2col is the literal one: NumPy's strided copy of the padded input writes the columns
+  (C·kh·kw, N·Ho·Wo) faster than the Numba loops tried (2.0 ms against 2.7 ms and more for
+  the 64 -> 128 layer of a CNN at 16 x 16, batch 32: the rows are short, 16 values, and
+  NumPy copies them with vector moves);
 - the product per group is one GEMM over the whole batch, (O/g, K) × (K, N·Ho·Wo), shared
   among threads by :func:`engine.threads.matmul`;
 - the (O, N·Ho·Wo) result goes to (N, O, Ho, Wo) with the bias added in the same pass, and
