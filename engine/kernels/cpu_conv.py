@@ -4,10 +4,11 @@ The same steps as the literal array code of :mod:`engine.kernels.conv_reference`
 formulas are in :mod:`engine.ops.conv`), for NumPy arrays in float32 or float64, without
 its transposing copies and its one scatter per kernel tap:
 
-- im2col is the literal one: NumPy's strided copy of the padded input writes the columns
-  (C·kh·kw, N·Ho·Wo) faster than the Numba loops tried (2.0 ms against 2.7 ms and more for
-  the 64 -> 128 layer of a CNN at 16 x 16, batch 32: the rows are short, 16 values, and
-  NumPy copies them with vector moves);
+- im2col is NumPy's strided copy of the literal code's window view of the padded input,
+  which writes the columns (C·kh·kw, N·Ho·Wo) faster than the Numba loops tried (2.0 ms
+  against 2.7 ms and more for the 64 -> 128 layer of a CNN at 16 x 16, batch 32: the rows
+  are short, 16 values, and NumPy copies them with vector moves); a large copy is shared
+  among threads by input channel (NumPy lets go of the GIL while it copies);
 - the product per group is one GEMM over the whole batch, (O/g, K) × (K, N·Ho·Wo), shared
   among threads by :func:`engine.threads.matmul`;
 - the (O, N·Ho·Wo) result goes to (N, O, Ho, Wo) with the bias added in the same pass, and
@@ -25,8 +26,11 @@ import numpy as np
 from numba import njit, prange
 
 from engine import threads
-from engine.kernels.conv_reference import im2col
+from engine.kernels.conv_reference import pad_hw, windows
 from engine.kernels.cpu_math import PARALLEL
+
+# A copy of at least this many elements per thread is shared among threads.
+SPLIT_COPY = 1 << 20
 
 
 @njit(**PARALLEL)
@@ -81,6 +85,24 @@ def _to_matrix(gy, gym, gb):
                 dst[p] = v
                 acc += v
         gb[oc] = acc
+
+
+def im2col(x, geo):
+    """(N, C, H, W) -> cols (g, C/g·kh·kw, N·Ho·Wo), row (c, a, b), column (n, i, j)."""
+    n, c = x.shape[:2]
+    kh, kw = geo.kernel
+    win = windows(pad_hw(x, geo.pads), geo.kernel, geo.stride, geo.dilation, geo.out_hw)
+    win = win.transpose(1, 4, 5, 0, 2, 3)                       # (C, kh, kw, N, Ho, Wo)
+    cols = np.empty(win.shape, dtype=x.dtype)
+
+    def copy(lo, hi):
+        cols[lo:hi] = win[lo:hi]
+
+    parts = min(threads.get_num_threads(), cols.size // SPLIT_COPY, c)
+    if parts < 2 or not threads.run_split(copy, c, parts):
+        copy(0, c)
+    return cols.reshape(geo.groups, c // geo.groups * kh * kw, n * geo.out_hw[0]
+                        * geo.out_hw[1])
 
 
 def _launch_geometry(geo):

@@ -198,3 +198,26 @@ def test_relu_backward_kernel_takes_broadcast_and_transposed_gradients():
     x = engine.tensor(rand((4, 6)).T, requires_grad=True)              # non-contiguous
     engine.relu(x).sum().backward()                                    # gy broadcast
     np.testing.assert_array_equal(x.grad.numpy(), (x.numpy() > 0).astype(np.float64))
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4)], ids=str)
+def test_im2col_shared_among_threads_equals_the_literal_columns(monkeypatch, case):
+    from engine import threads
+    from engine.ops.conv import ConvGeometry, out_size
+
+    shape, _, k, s, p, d, g, _ = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    (sh, sw), (ph, pw), (dh, dw) = [(v, v) if isinstance(v, int) else v for v in (s, p, d)]
+    geo = ConvGeometry((sh, sw), (ph, ph, pw, pw), (dh, dw), g, (kh, kw), shape[2:],
+                       (out_size(shape[2], kh, sh, ph, ph, dh),
+                        out_size(shape[3], kw, sw, pw, pw, dw)))
+    monkeypatch.setattr(cpu_conv, "SPLIT_COPY", 1)
+    monkeypatch.setattr(threads, "_count", 3)
+    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
+    parts = []
+    real = threads.run_split
+    monkeypatch.setattr(threads, "run_split",
+                        lambda w, n, t: (parts.append(t), real(w, n, t))[1])
+    x = rand(shape, np.float32)
+    np.testing.assert_array_equal(cpu_conv.im2col(x, geo), conv_reference.im2col(x, geo))
+    assert parts == [min(3, shape[1])]
