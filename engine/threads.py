@@ -13,7 +13,8 @@ count, one worker pool, and matrix products shared among its threads.
 - NumPy's BLAS (OpenBLAS in NumPy's wheels) multiplies the matrices. Its own threads
   spin-wait for work, and when another process holds a core the thread that waits for a
   descheduled partner burns the core that partner needs: a training step of an MLP took
-  4.4 ms with one BLAS thread and 16 ms with two on a loaded two-core machine. So the engine
+  4.5 ms with one BLAS thread and 9.0 ms (13 ms of CPU) with two on a two-core machine
+  with other work on it. So the engine
   never lets BLAS start threads: each product runs on one BLAS thread, set through
   OpenBLAS's own C function (found once with ``ctypes``: about 0.3 µs a call, where
   threadpoolctl's ``threadpool_limits`` block takes about 170 µs), and :func:`matmul`
@@ -314,9 +315,10 @@ def pool_started() -> bool:
 
 # ----------------------------------------------------------------------------- matrix products
 # A product is shared among threads only when each gets at least this many flops
-# (2·m·n·k): below it the hand-off to a worker (about 5 µs, more on a loaded machine)
-# costs more than the thread saves. Measured with benchmarks of one-thread products
-# against two-thread splits on a two-core machine.
+# (2·m·n·k): about 30 µs of one thread's BLAS at the 130 Gflop/s measured here for the
+# workloads' products, against a hand-off to a worker and back of 5 to 20 µs (measured:
+# about 5 µs with the cores idle, 20 µs with them shared). A smaller part would spend
+# about as long handing off as it saves.
 SPLIT_FLOPS = 4_000_000
 
 
