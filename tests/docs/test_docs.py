@@ -30,6 +30,7 @@ FENCE = re.compile(r"^\s*```")
 QUOTE = re.compile(r"^<!-- quoted from (\S+) -->$")
 NAMED = re.compile(r"`([\w/]+\.py)`, `(\w+)`")       # `engine/ops/rnn.py`, `lstm_cell`
 PATH = re.compile(r"`([\w/]+\.py)`")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")     # [text](target#anchor)
 PACKAGE_DIRS = ("engine", "engine/kernels", "engine/ops", "nn", "optim", "losses", "data",
                 "examples", "benchmarks")
 
@@ -153,6 +154,15 @@ def test_named_files_functions_and_classes_exist(page):
         source = (REPO / rel).read_text(encoding="utf-8")
         defined = re.search(rf"^\s*(?:def|class) {name}\b|^{name}\s*=", source, re.M)
         assert defined, f"{page}: {rel} defines no {name}"
+
+
+@pytest.mark.parametrize("page", [f"docs/{name}" for name in PAGES] + ["README.md"])
+def test_links_between_pages_resolve(page):
+    """Every relative link of a docs page (and of the README) names an existing file."""
+    path = REPO / page
+    targets = LINK.findall(path.read_text(encoding="utf-8"))
+    broken = [t for t in targets if "://" not in t and not (path.parent / t).exists()]
+    assert not broken, f"{page} links to missing files: {broken}"
 
 
 def test_the_quote_check_can_fail():
