@@ -6,8 +6,8 @@ Snippets are the ``>>>`` sessions inside ```` ```pycon ```` fences. Each page ru
 session (a page builds on its earlier snippets), in a scratch directory (pages write SVGs),
 with the fused kernels on and grad mode on when it starts, both restored afterwards. A
 quoted block is a fence right after a ``<!-- quoted from PATH -->`` comment: its lines,
-stripped of indentation, must appear in that file in the same order (a line ``...`` skips
-any number of lines of the file).
+stripped of indentation, must appear in that file in the same order, blank lines aside (a
+line ``...`` skips any number of lines of the file).
 """
 
 from __future__ import annotations
@@ -65,20 +65,34 @@ def session(text: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_snippets_run_as_doctests(page, tmp_path, monkeypatch):
-    """Each page's snippets, run in order as one doctest session, print what they show."""
-    path = DOCS / page
-    text = path.read_text(encoding="utf-8")
-    test = doctest.DocTestParser().get_doctest(session(text), {}, page, str(path), 0)
-    if page not in REFERENCE_PAGES:
-        assert test.examples, f"{page}: no ```pycon snippet to run"
-    monkeypatch.chdir(tmp_path)
+def run_session(text: str, name: str, filename: str):
+    """Run a page's snippets as one doctest session; ``(examples, failures, report)``."""
+    test = doctest.DocTestParser().get_doctest(session(text), {}, name, filename, 0)
     report = []
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     with engine.use_fused(True), engine.enable_grad():
         result = runner.run(test, out=report.append)
-    assert result.failed == 0, "".join(report)
+    return len(test.examples), result.failed, "".join(report)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_snippets_run_as_doctests(page, tmp_path, monkeypatch):
+    """Each page's snippets, run in order as one doctest session, print what they show."""
+    path = DOCS / page
+    monkeypatch.chdir(tmp_path)
+    examples, failed, report = run_session(path.read_text(encoding="utf-8"), page, str(path))
+    if page not in REFERENCE_PAGES:
+        assert examples, f"{page}: no ```pycon snippet to run"
+    assert failed == 0, report
+
+
+def test_a_wrong_snippet_fails_with_the_page_line():
+    """Only pycon fences run; a wrong expected output fails, reported at its line."""
+    page = ("Text.\n\n```python\n>>> 1 / 0\n```\n\n```pycon\n>>> x = 2\n>>> x + 1\n4\n"
+            "```\n")
+    examples, failed, report = run_session(page, "page.md", "page.md")
+    assert (examples, failed) == (2, 1)
+    assert 'File "page.md", line 9' in report and "Expected:\n    4\nGot:\n    3" in report
 
 
 @pytest.mark.parametrize("page", PAGES)
