@@ -1,0 +1,107 @@
+"""Numerics at the edges: NaN through the fused attention, half precision, the gradient of
+std at a constant, and reductions of fused ops over empty axes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fused_paths import leaf, run  # noqa: E402
+
+NAN = float("nan")
+
+
+# ---------------------------------------------------------------- attention and NaN
+def _qkv(dtype, shape=(2, 2, 4, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
+
+
+def _attention(causal, mask, need_weights=True):
+    def fn(*t):
+        kw = {"attn_mask": t[3]} if len(t) > 3 else {}
+        if mask is not None:
+            kw["attn_mask"] = mask
+        return engine.scaled_dot_product_attention(*t[:3], is_causal=causal,
+                                                   need_weights=need_weights, **kw)
+    return fn
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("where", ["q", "k", "v", "float_mask"])
+def test_attention_nan_propagates_like_the_reference(where, causal, dtype):
+    """A NaN in q, k, v or a float mask gives NaN on the fused path exactly where the
+    literal formula softmax(QKᵀ/√d + M)V gives NaN, in the output and the weights; the
+    gradients agree too, except that under a causal mask the kernels never multiply a
+    query with the values it cannot see, so a NaN value there spreads to fewer
+    gradients than through the reference's full products (0 · NaN = NaN)."""
+    q, k, v = _qkv(dtype)
+    arrays = [q, k, v]
+    expected = np.zeros((2, 2, 4), dtype=bool)           # rows of the output that are NaN
+    if where == "q":
+        q[0, 1, 2] = NAN                                 # one query row
+        expected[0, 1, 2] = True
+    elif where == "k":
+        k[1, 0, 1, 2] = NAN                              # key 1 of head (1, 0)
+        expected[1, 0] = True
+        expected[1, 0, 0] = not causal                   # query 0 sees only key 0
+    elif where == "v":
+        v[0, 0, 3, 1] = NAN                              # the value of key 3 of head (0, 0)
+        expected[0, 0] = True                            # through P V, 0 · NaN = NaN
+    else:
+        arrays.append(np.zeros((4, 4), dtype=dtype))
+        arrays[3][2, 1] = NAN                            # score (2, 1) of every head
+        expected[..., 2] = True
+    fn = _attention(causal, None)
+    out_f, g_f, _ = run(fn, arrays, True)
+    out_r, g_r, _ = run(fn, arrays, False)
+    for a, b in zip(out_f, out_r):                       # the output and the weights
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)   # NaN where the other is
+    np.testing.assert_array_equal(np.isnan(out_f[0]).any(axis=-1), expected)
+    assert np.isfinite(out_f[0][~expected]).all()
+    if where != "v":
+        np.testing.assert_array_equal(np.isnan(out_f[1]).all(axis=-1), expected)
+    for a, b in zip(g_f, g_r):
+        if where == "v" and causal:
+            assert not (np.isnan(a) & ~np.isnan(b)).any()
+            np.testing.assert_allclose(a[~np.isnan(b)], b[~np.isnan(b)], rtol=1e-4,
+                                       atol=1e-5)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_attention_fully_masked_rows_stay_zero_with_nan_at_masked_entries(fused):
+    """Masked entries never take part: a NaN only they see leaves the row's output, and
+    a fully masked row gives 0 even when its scores are NaN (PyTorch gives NaN there)."""
+    q, k, v = _qkv(np.float64)
+    q[0, 0, 1] = NAN                              # query 1 of head (0, 0): fully masked
+    k[0, 1, 3] = NAN                              # key 3 of head (0, 1): masked everywhere
+    keep = np.ones((4, 4), dtype=bool)
+    keep[1] = False
+    keep[:, 3] = False
+    with engine.use_fused(fused):
+        out, p = engine.scaled_dot_product_attention(leaf(q), leaf(k), leaf(v),
+                                                     attn_mask=keep, need_weights=True)
+    np.testing.assert_array_equal(out.data[:, :, 1], 0.0)
+    np.testing.assert_array_equal(p.data[:, :, 1], 0.0)
+    assert np.isfinite(out.data).all()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_detect_anomaly_names_attention_when_a_query_is_nan(fused):
+    q, k, v = _qkv(np.float32)
+    q[1, 0, 2] = NAN
+    with engine.use_fused(fused), engine.detect_anomaly():
+        out = engine.scaled_dot_product_attention(leaf(q), engine.Tensor(k),
+                                                  engine.Tensor(v))
+        assert np.isnan(out.data[1, 0, 2]).all()
+        with pytest.raises(FloatingPointError, match="Attention backward produced NaN"):
+            out.sum().backward()
