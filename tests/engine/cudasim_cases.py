@@ -125,3 +125,41 @@ def test_attention_fully_masked_row_and_dropout():
             *t, dropout_p=0.5), [q, k, v], on)[:2])
     for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("where", ["q", "k", "v", "mask"])
+def test_attention_nan_where_the_reference_has_nan(where, causal):
+    rng = np.random.default_rng(6)
+    q, k, v = (rng.standard_normal((1, 2, 3, 2)) for _ in range(3))
+    bias = np.zeros((3, 3))
+    {"q": q[0, 0, 1], "k": k[0, 1, 1], "v": v[0, 0, 2], "mask": bias[2]}[where][0] = np.nan
+
+    def fn(*t):
+        return engine.scaled_dot_product_attention(*t, attn_mask=bias, is_causal=causal,
+                                                   need_weights=True)
+
+    out_f, g_f, outs = run(fn, [q, k, v], True)
+    assert all(o._node.impl is cuda_kernels for o in outs)
+    out_r, g_r, _ = run(fn, [q, k, v], False)
+    for a, b in zip(out_f, out_r):                 # NaN exactly where the reference has
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert np.isnan(out_f[0]).any()
+    for a, b in zip(g_f, g_r):
+        if causal and where == "v":                # hidden keys: d sums only what is seen
+            assert not (np.isnan(a) & ~np.isnan(b)).any()
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_attention_fully_masked_row_of_nan_scores_gives_zeros():
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((1, 3, 2)) for _ in range(3))
+    q[0, 1] = np.nan
+    keep = np.ones((3, 3), dtype=bool)
+    keep[1] = False
+    check(lambda *t: engine.scaled_dot_product_attention(*t, attn_mask=keep), [q, k, v])
+    with engine.use_fused(True):
+        out = engine.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v),
+                                                 attn_mask=keep)
+    np.testing.assert_array_equal(out.data[0, 1], 0.0)
