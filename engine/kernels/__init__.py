@@ -18,7 +18,8 @@ data, the reference for other dtypes and whenever ``engine.use_fused(False)`` (a
 context manager) is in force. The fused softmax and log-softmax are differentiable twice;
 the other fused ops once (their backward uses saved intermediates): under ``create_graph``
 they ask for ``use_fused(False)``. In attention, a query whose keys are all masked gets
-probabilities 0 and an output of 0 on every implementation, never NaN.
+probabilities 0 and an output of 0 on every implementation, never NaN; a NaN score that
+takes part makes its query's row NaN on every implementation, as in the formula.
 
 This package holds array code only: it imports nothing from :mod:`engine.ops`.
 """

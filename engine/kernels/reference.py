@@ -130,7 +130,8 @@ def attention_probs(xp, q, k, bias, allowed, scale: float):
     """P = softmax(S) with S = scale · Q Kᵀ + bias, entries not ``allowed`` at -inf.
 
     A row with every entry masked gives P = 0 (no NaN): its max is taken as 0, so every
-    exp(S - m) is 0, and the normalizer 0 is replaced by 1.
+    exp(S - m) is 0, and the normalizer 0 is replaced by 1. A NaN among the entries that
+    take part makes the whole row NaN (its normalizer is NaN), as in softmax.
     """
     s = (q @ k.swapaxes(-1, -2)) * scale
     if bias is not None:
@@ -141,7 +142,7 @@ def attention_probs(xp, q, k, bias, allowed, scale: float):
     m = xp.where(xp.isfinite(m), m, 0.0)
     e = xp.exp(s - m)
     z = e.sum(axis=-1, keepdims=True)
-    return e / xp.where(z > 0, z, 1.0)
+    return e / xp.where(z == 0, 1.0, z)
 
 
 def attention_forward(xp, q, k, v, bias, keep, causal: bool, drop, scale: float):

@@ -139,6 +139,15 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p: float = 0.0
     engine's generator. A query whose keys are all masked gets probabilities 0 and an
     output row of 0 (never NaN). Returns ``out`` (..., Tq, Dv), or ``(out, probs)`` when
     ``need_weights`` (``probs`` (..., Tq, Tk) before dropout).
+
+    NaN: a NaN in q, k or a float mask makes NaN the rows of the scores it reaches, and
+    a NaN score among the keys a query attends to makes that query's probabilities and
+    output NaN; a NaN (or inf) in v reaches every output row through P V (0 · NaN =
+    NaN). Masked scores never take part: a query whose keys are all masked gives 0 even
+    when its scores are NaN, where PyTorch gives NaN. Every path (fused CPU and CUDA
+    kernels, reference) gives the same outputs; under ``is_causal`` the CPU kernel's
+    backward skips the keys a query cannot see, so a NaN reaches fewer gradient entries
+    there than through the reference's full products.
     """
     op = "scaled_dot_product_attention"
     q, k, v = (checks.tensor(op, name, t) for name, t in (("q", q), ("k", k), ("v", v)))

@@ -38,10 +38,10 @@ def _attention(causal, mask, need_weights=True):
 @pytest.mark.parametrize("where", ["q", "k", "v", "float_mask"])
 def test_attention_nan_propagates_like_the_reference(where, causal, dtype):
     """A NaN in q, k, v or a float mask gives NaN on the fused path exactly where the
-    literal formula softmax(QKᵀ/√d + M)V gives NaN, in the output and the weights; the
-    gradients agree too, except that under a causal mask the kernels never multiply a
-    query with the values it cannot see, so a NaN value there spreads to fewer
-    gradients than through the reference's full products (0 · NaN = NaN)."""
+    literal formula softmax(QKᵀ/√d + M)V gives NaN, in the output and the weights. The
+    gradients agree too, except under a causal mask: the CPU kernel's backward never
+    multiplies a query with the keys it cannot see, so a NaN reaches fewer gradient
+    entries there than through the reference's full products (0 · NaN = NaN)."""
     q, k, v = _qkv(dtype)
     arrays = [q, k, v]
     expected = np.zeros((2, 2, 4), dtype=bool)           # rows of the output that are NaN
@@ -69,7 +69,7 @@ def test_attention_nan_propagates_like_the_reference(where, causal, dtype):
     if where != "v":
         np.testing.assert_array_equal(np.isnan(out_f[1]).all(axis=-1), expected)
     for a, b in zip(g_f, g_r):
-        if where == "v" and causal:
+        if causal:
             assert not (np.isnan(a) & ~np.isnan(b)).any()
             np.testing.assert_allclose(a[~np.isnan(b)], b[~np.isnan(b)], rtol=1e-4,
                                        atol=1e-5)
