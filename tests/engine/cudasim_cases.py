@@ -163,3 +163,25 @@ def test_attention_fully_masked_row_of_nan_scores_gives_zeros():
         out = engine.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v),
                                                  attn_mask=keep)
     np.testing.assert_array_equal(out.data[0, 1], 0.0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "layer_norm", "cross_entropy"])
+def test_float16_runs_the_float32_kernels(name, monkeypatch):
+    picked = []
+    monkeypatch.setattr(kernels, "select", lambda *arrays: picked.append(arrays[0].dtype)
+                        or cuda_kernels)
+    fn = {"softmax": engine.softmax, "log_softmax": engine.log_softmax,
+          "layer_norm": lambda a: engine.layer_norm(a, 5),
+          "cross_entropy": lambda a: engine.cross_entropy(a, np.array([4, 0, 2]))}[name]
+    x = (np.random.default_rng(8).standard_normal((3, 5)) * 800).astype(np.float16)
+    ys, grads = [], []
+    for dtype in (np.float16, np.float32):
+        t = Tensor(x.astype(dtype), requires_grad=True)
+        y = fn(t)
+        y.backward(Tensor(np.ones(y.shape, dtype=dtype)))
+        ys.append(y)
+        grads.append(t.grad)
+    assert picked and all(dt == np.float32 for dt in picked)
+    assert ys[0].dtype == grads[0].dtype == np.float16
+    np.testing.assert_array_equal(ys[0].data, ys[1].data.astype(np.float16))
+    np.testing.assert_array_equal(grads[0].data, grads[1].data.astype(np.float16))

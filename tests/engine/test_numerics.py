@@ -105,3 +105,53 @@ def test_detect_anomaly_names_attention_when_a_query_is_nan(fused):
         assert np.isnan(out.data[1, 0, 2]).all()
         with pytest.raises(FloatingPointError, match="Attention backward produced NaN"):
             out.sum().backward()
+
+
+# ---------------------------------------------------------------- float16
+def _half_cases():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((4, 6)) * 600).astype(np.float16)       # |x| up to ~2000
+    w = rng.standard_normal(6).astype(np.float16)
+    b = rng.standard_normal(6).astype(np.float16)
+    t = np.array([0, 5, 2, 3])
+    return {
+        "softmax": (lambda a: engine.softmax(a), [x]),
+        "log_softmax": (lambda a: engine.log_softmax(a, axis=0), [x]),
+        "layer_norm": (lambda a, w_, b_: engine.layer_norm(a, 6, w_, b_), [x, w, b]),
+        "cross_entropy": (lambda a: engine.cross_entropy(a, t, label_smoothing=0.1), [x]),
+    }
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name", list(_half_cases()))
+def test_float16_fused_ops_compute_in_float32(name, fused):
+    """Half-precision inputs of any magnitude: the op runs in float32 and rounds its
+    result (and the gradients) to float16, so they equal the float32 computation's."""
+    fn, arrays = _half_cases()[name]
+    gy_rng = np.random.default_rng(4)
+    results = {}
+    for dtype in (np.float16, np.float32):
+        with engine.use_fused(fused):
+            ins = [leaf(a.astype(dtype)) for a in arrays]
+            y = fn(*ins)
+            y.backward(engine.Tensor(gy_rng.standard_normal(y.shape).astype(dtype)
+                                     if y.ndim else np.array(1.0, dtype)))
+        results[dtype] = (y, [t.grad for t in ins])
+        gy_rng = np.random.default_rng(4)
+    (y16, g16), (y32, g32) = results[np.float16], results[np.float32]
+    assert y16.dtype == np.float16 and all(g.dtype == np.float16 for g in g16)
+    assert np.isfinite(y16.data).all() and all(np.isfinite(g.data).all() for g in g16)
+    np.testing.assert_array_equal(y16.data, y32.data.astype(np.float16))
+    for a, b in zip(g16, g32):
+        np.testing.assert_allclose(a.data.astype(np.float32), b.data, rtol=2e-3,
+                                   atol=2e-3 * np.abs(b.data).max())
+
+
+def test_float16_layer_norm_of_large_values_is_not_zero():
+    x = np.array([[400.0, -400.0, 0.0], [1000.0, 3000.0, 2000.0]], dtype=np.float16)
+    for fused in (True, False):
+        with engine.use_fused(fused):
+            y = engine.layer_norm(leaf(x), 3)
+        assert y.dtype == np.float16
+        np.testing.assert_allclose(y.data, [[1.2247, -1.2247, 0.0], [-1.2247, 1.2247, 0.0]],
+                                   rtol=1e-3)

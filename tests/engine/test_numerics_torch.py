@@ -1,0 +1,84 @@
+"""Numerics at the edges against PyTorch: half precision, std at a constant, empty axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import losses
+from engine import Tensor
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(params=["fused", "reference"])
+def path(request):
+    with engine.use_fused(request.param == "fused"):
+        yield request.param
+
+
+def compare(ours, theirs, arrays, rtol, atol, seed=0):
+    """Outputs and gradients (random upstream in the output's dtype) of ``ours``
+    (engine) and ``theirs`` (torch); returns our outputs."""
+    xs = [Tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    ts = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    y, yt = ours(*xs), theirs(*ts)
+    g = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+    y.backward(Tensor(g))
+    yt.backward(torch.tensor(g))
+    assert y.dtype == yt.detach().numpy().dtype
+    np.testing.assert_allclose(y.data.astype(np.float64), yt.detach().numpy(), rtol=rtol,
+                               atol=atol)
+    for x, t in zip(xs, ts):
+        if t.grad is not None:
+            assert x.grad.dtype == x.dtype
+            np.testing.assert_allclose(x.grad.data.astype(np.float64), t.grad.numpy(),
+                                       rtol=rtol, atol=atol)
+    return y
+
+
+# ---------------------------------------------------------------- float16
+HALF_TOL = dict(rtol=2e-3, atol=2e-3)
+
+
+def _half(shape, scale, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float16)
+
+
+@pytest.mark.parametrize("scale", [1.0, 500.0, 5000.0])
+def test_float16_softmax_and_log_softmax(path, scale):
+    x = _half((5, 40), scale)
+    for axis in (-1, 0):
+        compare(lambda a, ax=axis: engine.softmax(a, ax),
+                lambda a, ax=axis: torch.softmax(a, ax), [x], **HALF_TOL)
+        compare(lambda a, ax=axis: engine.log_softmax(a, ax),
+                lambda a, ax=axis: torch.log_softmax(a, ax), [x], rtol=2e-3,
+                atol=2e-3 * scale)
+
+
+@pytest.mark.parametrize("scale", [1.0, 500.0, 20000.0])
+def test_float16_layer_norm(path, scale):
+    x = _half((6, 32), scale)
+    w, b = _half(32, 1.0, 1), _half(32, 1.0, 2)
+    y = compare(lambda a, w_, b_: engine.layer_norm(a, 32, w_, b_),
+                lambda a, w_, b_: F.layer_norm(a, (32,), w_, b_), [x, w, b], rtol=5e-3,
+                atol=5e-3)
+    assert np.abs(y.data).max() > 1.0                  # normalized, not collapsed to zero
+
+
+@pytest.mark.parametrize("scale", [1.0, 500.0])     # PyTorch's half sum overflows beyond
+def test_float16_cross_entropy(path, scale):
+    x = _half((6, 9), scale)
+    t = np.array([0, 8, 3, -100, 4, 4])
+    for kw in ({}, {"label_smoothing": 0.1}, {"reduction": "none"}):
+        compare(lambda a, kw=kw: losses.cross_entropy(a, t, **kw),
+                lambda a, kw=kw: F.cross_entropy(a, torch.tensor(t), **kw), [x], rtol=2e-3,
+                atol=2e-3 * scale)
+    w = np.linspace(0.5, 2.0, 9).astype(np.float16)
+    compare(lambda a: losses.cross_entropy(a, t, weight=w),
+            lambda a: F.cross_entropy(a, torch.tensor(t), weight=torch.tensor(w)), [x],
+            rtol=2e-3, atol=2e-3 * scale)
