@@ -13,6 +13,7 @@ import numpy as np
 from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
+from engine.ops.elementwise import astype, widen_half
 from engine.ops.shape import reshape, transpose
 from engine.tensor import Tensor
 
@@ -100,8 +101,10 @@ def cross_entropy(input, target, ignore_index: int = -100, label_smoothing: floa
         x = reshape(transpose(x, (0,) + tuple(range(2, x.ndim)) + (1,)), (-1, c))
     t = t.reshape(-1).astype(np.int64, copy=False)
     checks.class_range(op, t, c, ignore_index)
-    loss = CrossEntropy.apply(x, t, ignore_index=int(ignore_index),
+    loss = CrossEntropy.apply(widen_half(x), t, ignore_index=int(ignore_index),
                               label_smoothing=float(label_smoothing), reduction=reduction)
+    if loss.dtype != x.dtype:                       # float16 is computed in float32
+        loss = astype(loss, x.dtype)
     if reduction == "none" and loss.shape != out_shape:
         loss = reshape(loss, out_shape)
     return loss
