@@ -155,3 +155,34 @@ def test_float16_layer_norm_of_large_values_is_not_zero():
         assert y.dtype == np.float16
         np.testing.assert_allclose(y.data, [[1.2247, -1.2247, 0.0], [-1.2247, 1.2247, 0.0]],
                                    rtol=1e-3)
+
+
+# ---------------------------------------------------------------- std and var at a constant
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["all", "axis", "single"])
+def test_std_and_var_of_a_constant_have_gradient_zero(case, dtype):
+    """std = √var has the derivative (x - x̄) / ((n - ddof) std), 0/0 at a constant:
+    defined as 0 (PyTorch's choice), so no NaN reaches the gradient."""
+    x = np.full((3, 4), 2.5, dtype=dtype)
+    x[1] = np.arange(4, dtype=dtype)                       # one row that varies
+    kw = {"all": dict(ddof=1), "axis": dict(axis=1, ddof=1), "single": dict(axis=1)}[case]
+    if case == "single":
+        x = x[:, :1].copy()                                # one element per row, ddof 0
+    if case == "all":
+        x[:] = 2.5
+    for method in ("std", "var"):
+        t = leaf(x)
+        with engine.detect_anomaly():
+            y = getattr(t, method)(**kw)
+            y.backward(engine.Tensor(np.linspace(1.0, 2.0, y.size).reshape(y.shape)
+                                     .astype(dtype)))
+        assert t.grad.dtype == dtype and np.isfinite(t.grad.data).all()
+        constant_rows = np.ptp(x, axis=1) == 0 if case != "all" else np.ones(3, bool)
+        np.testing.assert_array_equal(t.grad.data[constant_rows], 0.0)
+
+
+def test_std_gradient_and_second_derivative_where_it_varies():
+    x = np.random.default_rng(5).standard_normal((3, 5))
+    assert engine.gradcheck(lambda t: t.std(axis=1, ddof=1), [x])
+    assert engine.gradcheck(lambda t: t.std(), [x])
+    assert engine.gradgradcheck(lambda t: t.std(axis=0, keepdims=True), [x])
