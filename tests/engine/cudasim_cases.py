@@ -185,3 +185,18 @@ def test_float16_runs_the_float32_kernels(name, monkeypatch):
     assert ys[0].dtype == grads[0].dtype == np.float16
     np.testing.assert_array_equal(ys[0].data, ys[1].data.astype(np.float16))
     np.testing.assert_array_equal(grads[0].data, grads[1].data.astype(np.float16))
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")     # the reference's layer norm
+def test_empty_axes_give_pytorchs_results():
+    rng = np.random.default_rng(9)
+    q, v = rng.standard_normal((1, 3, 0)), rng.standard_normal((1, 3, 2))
+    check(engine.softmax, [rng.standard_normal((3, 0))])
+    check(lambda a: engine.layer_norm(a, (2, 0)), [rng.standard_normal((3, 2, 0))])
+    check(engine.scaled_dot_product_attention, [rng.standard_normal((1, 2, 3)),
+                                                rng.standard_normal((1, 0, 3)),
+                                                rng.standard_normal((1, 0, 2))])
+    check(engine.scaled_dot_product_attention, [q, q, v])
+    with engine.use_fused(True):
+        out = engine.scaled_dot_product_attention(Tensor(q), Tensor(q), Tensor(v))
+    np.testing.assert_allclose(out.data, np.broadcast_to(v.mean(axis=1), (1, 3, 2)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import engine
+import losses
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fused_paths import leaf, run  # noqa: E402
@@ -186,3 +187,65 @@ def test_std_gradient_and_second_derivative_where_it_varies():
     assert engine.gradcheck(lambda t: t.std(axis=1, ddof=1), [x])
     assert engine.gradcheck(lambda t: t.std(), [x])
     assert engine.gradgradcheck(lambda t: t.std(axis=0, keepdims=True), [x])
+
+
+# ---------------------------------------------------------------- empty axes
+def _empty_cases():
+    rng = np.random.default_rng(6)
+
+    def a(*shape):
+        return rng.standard_normal(shape)
+
+    v = a(2, 3, 2)
+    return {   # name: (fn, inputs, expected output)
+        "softmax": (lambda x: engine.softmax(x), [a(3, 0)], np.zeros((3, 0))),
+        "log_softmax_axis0": (lambda x: engine.log_softmax(x, axis=0), [a(0, 4)],
+                              np.zeros((0, 4))),
+        "layer_norm": (lambda x, w, b: engine.layer_norm(x, 0, w, b), [a(3, 0), a(0), a(0)],
+                       np.zeros((3, 0))),
+        "layer_norm_two_axes": (lambda x: engine.layer_norm(x, (2, 0)), [a(3, 2, 0)],
+                                np.zeros((3, 2, 0))),
+        "attention_no_keys": (lambda q, k, v: engine.scaled_dot_product_attention(q, k, v),
+                              [a(2, 3, 4), a(2, 0, 4), a(2, 0, 5)], np.zeros((2, 3, 5))),
+        "attention_no_keys_causal": (
+            lambda q, k, v: engine.scaled_dot_product_attention(q, k, v, is_causal=True),
+            [a(2, 3, 4), a(2, 0, 4), a(2, 0, 5)], np.zeros((2, 3, 5))),
+        "attention_no_queries": (lambda q, k, v: engine.scaled_dot_product_attention(q, k, v),
+                                 [a(2, 0, 4), a(2, 3, 4), a(2, 3, 5)], np.zeros((2, 0, 5))),
+        "attention_no_features": (    # empty dot products: scores 0, the mean of the values
+            lambda q, k, v: engine.scaled_dot_product_attention(q, k, v),
+            [a(2, 3, 0), a(2, 3, 0), v], np.broadcast_to(v.mean(axis=1, keepdims=True),
+                                                         (2, 3, 2))),
+        "cross_entropy_no_rows": (lambda x: engine.cross_entropy(x, np.zeros(0, np.int64),
+                                                                 reduction="sum"),
+                                  [a(0, 3)], np.zeros(())),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")     # the reference's layer norm
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name", list(_empty_cases()))
+def test_fused_ops_over_empty_axes_give_pytorchs_result(name, fused):
+    fn, arrays, expected = _empty_cases()[name]
+    with engine.use_fused(fused):
+        ins = [leaf(x) for x in arrays]
+        y = fn(*ins)
+        y.backward(engine.Tensor(np.ones(y.shape)))
+    assert y.shape == expected.shape and y.dtype == np.float64
+    np.testing.assert_allclose(y.data, expected, rtol=1e-12)
+    for t in ins:
+        assert t.grad.shape == t.shape and np.isfinite(t.grad.data).all()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_cross_entropy_over_no_classes_names_the_op_and_shape(fused):
+    x = leaf(np.zeros((2, 0)))
+    with engine.use_fused(fused):
+        for fn in (lambda: engine.cross_entropy(x, np.full(2, -100)),
+                   lambda: engine.cross_entropy(x, np.zeros(2, np.int64)),
+                   lambda: losses.cross_entropy(x, np.zeros(2, np.int64),
+                                                weight=np.zeros(0))):
+            with pytest.raises(ValueError, match=r"cross_entropy: .*\(2, 0\).* no classes"):
+                fn()
+    with pytest.raises(ValueError, match=r"nll_loss: .*\(2, 0\).* no classes"):
+        losses.nll_loss(x, np.zeros(2, np.int64))

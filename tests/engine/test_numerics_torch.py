@@ -94,3 +94,32 @@ def test_std_gradient_at_and_away_from_a_constant(dtype):
     compare(lambda a: a.std(axis=0, keepdims=True), lambda a: a.std(dim=0, keepdim=True,
                                                                     correction=0), [x], **tol)
     compare(lambda a: a[2:3].std(ddof=1), lambda a: a[2:3].std(), [x], **tol)
+
+
+# ---------------------------------------------------------------- empty axes
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")     # the reference's layer norm
+def test_empty_axes_like_pytorch(path):
+    rng = np.random.default_rng(2)
+
+    def a(*shape):
+        return rng.standard_normal(shape)
+
+    tol = dict(rtol=1e-10, atol=1e-12)
+    compare(lambda x: engine.softmax(x), lambda x: torch.softmax(x, -1), [a(3, 0)], **tol)
+    compare(lambda x: engine.log_softmax(x, 0), lambda x: torch.log_softmax(x, 0), [a(0, 2)],
+            **tol)
+    compare(lambda x, w, b: engine.layer_norm(x, 0, w, b),
+            lambda x, w, b: F.layer_norm(x, (0,), w, b), [a(3, 0), a(0), a(0)], **tol)
+    sdpa = F.scaled_dot_product_attention
+    for shapes in [((2, 3, 4), (2, 0, 4), (2, 0, 5)), ((2, 0, 4), (2, 3, 4), (2, 3, 5)),
+                   ((2, 3, 0), (2, 3, 0), (2, 3, 5)), ((2, 3, 4), (2, 3, 4), (2, 3, 0))]:
+        compare(engine.scaled_dot_product_attention, sdpa, [a(*s) for s in shapes], **tol)
+    bias = a(3, 3)
+    compare(lambda q, k, v: engine.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+            lambda q, k, v: sdpa(q, k, v, attn_mask=torch.tensor(bias)),
+            [a(2, 3, 0), a(2, 3, 0), a(2, 3, 5)], **tol)
+    for reduction in ("mean", "sum", "none"):
+        compare(lambda x, r=reduction: engine.cross_entropy(x, np.zeros(0, np.int64),
+                                                            reduction=r),
+                lambda x, r=reduction: F.cross_entropy(x, torch.zeros(0, dtype=torch.long),
+                                                       reduction=r), [a(0, 3)], **tol)
