@@ -111,11 +111,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, keep=None, bias=None, causal: bool =
     """softmax(Q Kᵀ · scale + bias, masked) V with masks already in the form of
     :func:`attention_masks` and arguments already checked (what the entries call).
 
-    ``scale`` defaults to 1/√D. ``dropout_p``: inverted dropout on the probabilities, the
-    mask drawn as ``nn.Dropout`` draws its own (:func:`engine.random.dropout_mask`).
-    Returns ``out``, or ``(out, probs)`` when ``need_weights`` (``probs`` before dropout).
+    ``scale`` defaults to 1/√D (1 for D = 0, where every score QKᵀ is an empty sum, 0).
+    ``dropout_p``: inverted dropout on the probabilities, the mask drawn as ``nn.Dropout``
+    draws its own (:func:`engine.random.dropout_mask`). Returns ``out``, or
+    ``(out, probs)`` when ``need_weights`` (``probs`` before dropout).
     """
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
+    scale = float(scale)
     drop = None
     if dropout_p > 0.0:
         scores = q.shape[:-2] + (q.shape[-2], k.shape[-2])

@@ -222,7 +222,6 @@ def _empty_cases():
     }
 
 
-@pytest.mark.filterwarnings("ignore:Mean of empty slice")     # the reference's layer norm
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("name", list(_empty_cases()))
 def test_fused_ops_over_empty_axes_give_pytorchs_result(name, fused):
