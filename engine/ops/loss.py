@@ -153,8 +153,9 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     """Binary cross-entropy of probabilities ``input`` ∈ [0, 1] against ``target``.
 
     ℓᵢ = -wᵢ [yᵢ log xᵢ + (1 - yᵢ) log(1 - xᵢ)], each log clamped to ≥ -100 as PyTorch
-    (see :class:`BinaryCrossEntropy` for the gradients). The worked value of
-    docs/formulas.md, F6 binary cross-entropy, y = 1 and ŷ = 0.9:
+    (see :class:`BinaryCrossEntropy` for the gradients). Targets must lie in [0, 1] too,
+    as in PyTorch (outside it the loss is no cross-entropy and can go negative). The
+    worked value of docs/formulas.md, F6 binary cross-entropy, y = 1 and ŷ = 0.9:
 
         >>> import engine, losses
         >>> losses.binary_cross_entropy(engine.tensor([0.9]), engine.tensor([1.0]))
@@ -173,6 +174,9 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
         raise ValueError(f"{op}: all elements of input should be between 0 and 1 (got range "
                          f"[{float(x.data.min())}, {float(x.data.max())}]); use "
                          "binary_cross_entropy_with_logits for logits")
+    if y.size and (bool((y.data < 0).any()) or bool((y.data > 1).any())):
+        raise ValueError(f"{op}: all elements of target should be between 0 and 1 (got range "
+                         f"[{float(y.data.min())}, {float(y.data.max())}])")
     w = constant_weight(op, weight, x)
     if w is not None and np.broadcast_shapes(w.shape, x.shape) != tuple(x.shape):
         raise ValueError(f"{op}: weight of shape {tuple(w.shape)} does not broadcast to the "
