@@ -38,6 +38,8 @@ class Attention(Function):
     docs/formulas.md, the Transformer.
     """
 
+    ctx_arrays = ("drop",)
+
     @staticmethod
     def forward(ctx, q, k, v, bias, keep=None, causal=False, drop=None, scale=1.0,
                 need_weights=False):

@@ -49,6 +49,8 @@ class CrossEntropy(Function):
     docs/formulas.md, F5 cross-entropy and F10 its gradient.
     """
 
+    ctx_arrays = ("target",)
+
     @staticmethod
     def forward(ctx, x, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
         xp = ctx.xp
@@ -123,6 +125,8 @@ class BinaryCrossEntropy(Function):
 
     docs/formulas.md, F6 binary cross-entropy.
     """
+
+    ctx_arrays = ("weight",)
 
     @staticmethod
     def forward(ctx, x, y, weight=None):
