@@ -5,10 +5,14 @@ index arrays."""
 from __future__ import annotations
 
 import gc
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine
 import losses
@@ -16,6 +20,10 @@ import nn
 import optim
 from engine.function import AccumulateGrad
 from engine.tensor import Tensor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from op_table import OPS  # noqa: E402
+from test_ops import as_tuple, backward_random, to_tensors  # noqa: E402
 
 
 def _nodes(root: Tensor):
@@ -103,6 +111,30 @@ def test_retain_graph_keeps_what_a_second_backward_needs():
     loss.backward()
     for g, p in zip(first, model.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-6, atol=1e-7)
+    assert _held_arrays(loss) == {}
+
+
+@pytest.mark.parametrize("op", OPS, ids=[op.name for op in OPS])
+@settings(max_examples=5)
+@given(data=st.data())
+def test_no_op_of_the_table_holds_arrays_after_backward(op, data):
+    args, kw = op.case(data)
+    outs = [o for o in as_tuple(op.fn(*to_tensors(args), **kw)) if o.requires_grad]
+    backward_random(outs)
+    for out in outs:
+        assert _held_arrays(out) == {}
+
+
+def test_pooling_conv_lstm_and_index_add_hold_no_arrays_after_backward():
+    rng = np.random.default_rng(2)
+    x = engine.Tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32), requires_grad=True)
+    pooled = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)(
+        nn.Conv2d(3, 4, 3)(x))
+    seq, _ = nn.LSTM(4, 3, batch_first=True)(pooled.reshape(2, 4, -1).swapaxes(1, 2))
+    spread = engine.index_add(seq.reshape(-1), np.array([0, 1, 1, 3] * 6), (5,))
+    loss = spread.sum() + nn.MaxPool2d(2)(x).sum()
+    assert ("AvgPool2dFunction", "divisor") in _held_arrays(loss)
+    loss.backward()
     assert _held_arrays(loss) == {}
 
 
