@@ -30,7 +30,7 @@ from engine.ops.compare import (
     equal, greater, greater_equal, isfinite, isnan, less, less_equal, logical_and,
     logical_not, logical_or, not_equal, one_hot, sign, where,
 )
-from engine.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
+from engine.ops.reduce import argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from engine.ops.shape import (
     broadcast_to, concatenate, expand_dims, flatten, pad, permute, reshape, split,
     squeeze, stack, swapaxes, transpose, unsqueeze,
@@ -60,7 +60,7 @@ __all__ = [
     "minimum", "clip", "tanh", "sigmoid", "relu", "leaky_relu", "gelu", "softplus", "erf",
     "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and",
     "logical_or", "logical_not", "isfinite", "isnan", "sign", "where", "one_hot",
-    "sum", "mean", "var", "max", "min", "logsumexp", "argmax", "argmin",
+    "sum", "mean", "var", "std", "max", "min", "logsumexp", "argmax", "argmin",
     "reshape", "transpose", "permute", "swapaxes", "broadcast_to", "squeeze", "unsqueeze",
     "expand_dims", "flatten", "concatenate", "stack", "split", "pad",
     "getitem", "index_add", "scatter_add", "matmul", "softmax", "log_softmax",

@@ -6,9 +6,9 @@ count, for every node reachable from the outputs, how many edges point to it; th
 nodes in topological order, each as soon as every edge into it has delivered its gradient
 (summed out of place), popping those gradients as they are used. A Function node runs its
 backward and passes one gradient along each of its edges; an accumulator adds the sum to
-its leaf's ``.grad`` (or, for ``engine.grad``, hands it back). A node's saved arrays are
-dropped right after its backward ran unless ``retain_graph``. During the walk this thread
-records only under ``create_graph``.
+its leaf's ``.grad`` (or, for ``engine.grad``, hands it back). A node's saved arrays (and
+the arrays its class names in ``ctx_arrays``) are dropped right after its backward ran
+unless ``retain_graph``. During the walk this thread records only under ``create_graph``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from engine import backend
 from engine.function import (
     _RELEASED, AccumulateGrad, _modes, anomaly_enabled, freed_graph_error, gradient_edge,
+    release_saved,
 )
 from engine.tensor import Tensor
 
@@ -237,8 +238,8 @@ def _walk(roots, node_grads, capture, shared, retain_graph, create_graph):
             if node.retained is not None:
                 _retain(node, grads, create_graph, shared)
             gxs = _run_node(node, grads, create_graph)
-            if not retain_graph and node.saved:
-                node.saved = _RELEASED
+            if not retain_graph and (node.saved or node.ctx_arrays):
+                release_saved(node)
         i = -1
         for edge in node.edges:
             i += 1

@@ -70,8 +70,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     (docs/formulas.md, F13 regularization).
 
     E[y] = x, so evaluation (``training=False``) is the identity. The mask comes from
-    :func:`engine.random.dropout_mask` (same seed, same mask on every device); p = 1 gives
-    zeros.
+    :func:`engine.random.dropout_mask`, drawn on the data's device (same seed, same mask
+    there); p = 1 gives zeros.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")

@@ -352,3 +352,10 @@ def clip(x, min=None, max=None):
 def astype(x, dtype):
     """Cast to ``dtype`` (differentiable between floating dtypes)."""
     return Cast.apply(x, dtype=np.dtype(dtype))
+
+
+def widen_half(x):
+    """A float16 tensor cast to float32 (differentiably); anything else, None included, as
+    it is. The fused ops compute half-precision data in float32, as PyTorch does: float16
+    reaches only 65504, so exp, sums of squares and normalizers would overflow."""
+    return x if x is None or x.dtype != np.float16 else astype(x, np.float32)

@@ -88,6 +88,8 @@ def scatter_add(target, index, values) -> None:
 class GetItem(Function):
     """y = x[index];  gx = zeros_like(x) with gy scatter-added at index"""
 
+    ctx_arrays = ("index",)
+
     @staticmethod
     def forward(ctx, x, index=()):
         ctx.index = index
@@ -108,6 +110,8 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """y = zeros(shape) with v scatter-added at index (the adjoint of getitem);  gv = gy[index]"""
+
+    ctx_arrays = ("index",)
 
     @staticmethod
     def forward(ctx, v, index=(), shape=()):

@@ -23,7 +23,7 @@ from engine.ops.elementwise import (
 )
 from engine.ops.indexing import getitem
 from engine.ops.linalg import matmul
-from engine.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
+from engine.ops.reduce import argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from engine.ops.shape import (
     broadcast_to, flatten, reshape, squeeze, swapaxes, to_device, transpose, unsqueeze,
 )
@@ -163,7 +163,7 @@ class TensorMethods:
         return var(self, axis, keepdims, ddof)
 
     def std(self, axis=None, keepdims=False, ddof=0):
-        return sqrt(var(self, axis, keepdims, ddof))
+        return std(self, axis, keepdims, ddof)
 
     def max(self, axis=None, keepdims=False):
         return max(self, axis, keepdims)

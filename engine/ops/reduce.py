@@ -74,6 +74,37 @@ class Var(Function):
         return gy.reshape(ctx.k_shape) * centered * (2.0 / ctx.denom)
 
 
+class Std(Function):
+    """y = √var,  var = Σ_axis (x - x̄)² / (n - ddof)
+
+    g_var = gy / (2y);  gx = g_var · 2(x - x̄) / (n - ddof)
+
+    At a constant (y = 0) the derivative of √ is infinite and x - x̄ is 0: g_var is defined
+    as 0 there, as PyTorch does, so the gradient is 0 instead of ∞ · 0 = NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False, ddof=0):
+        axes, n = _prepare(ctx, x, axis, "std")
+        if n - ddof <= 0:
+            raise ValueError(f"std: {n} elements with ddof={ddof} leave no degrees of freedom")
+        ctx.axes, ctx.denom = axes, n - ddof
+        y = x.std(axis=axes, keepdims=keepdims, ddof=ddof, dtype=float_dtype_of(x.dtype))
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        xp = ctx.xp
+        x, y = ctx.saved_tensors
+        y = y.reshape(ctx.k_shape)
+        constant = y == 0
+        g_var = xp.where(constant, 0.0,
+                         gy.reshape(ctx.k_shape) / (2.0 * xp.where(constant, 1.0, y)))
+        centered = x - x.mean(axis=ctx.axes, keepdims=True)
+        return g_var * centered * (2.0 / ctx.denom)
+
+
 class _Extremum(Function):
     """y = max (or min) over axis;  gx = gy at the arg-extremum.
 
@@ -147,6 +178,11 @@ def mean(x, axis=None, keepdims: bool = False):
 def var(x, axis=None, keepdims: bool = False, ddof: int = 0):
     """Variance over ``axis`` with ``ddof`` degrees of freedom removed (NumPy's default 0)."""
     return Var.apply(x, axis=axis, keepdims=keepdims, ddof=ddof)
+
+
+def std(x, axis=None, keepdims: bool = False, ddof: int = 0):
+    """Standard deviation √var over ``axis`` (gradient 0 where it is 0, as PyTorch)."""
+    return Std.apply(x, axis=axis, keepdims=keepdims, ddof=ddof)
 
 
 def max(x, axis=None, keepdims: bool = False):
