@@ -106,6 +106,17 @@ def test_twenty_steps_match_torch(name, kw):
     assert all(p.dtype == np.float64 for p in ours.params)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["kernel", "literal"])
+@pytest.mark.parametrize("name, kw", [c for c in CASES if c[0].startswith("Adam")])
+def test_adam_matches_torch_on_the_kernel_and_the_literal_path(name, kw, fused):
+    """Adam and AdamW run a one-pass kernel unless fusion is off: both follow PyTorch."""
+    with engine.use_fused(fused):
+        ours, theirs = Run(engine, name, kw), Run(torch, name, kw)
+        ours.step(STEPS)
+        theirs.step(STEPS)
+    _assert_same(ours, theirs)
+
+
 @pytest.mark.parametrize("name, kw", [c for c in CASES if c[1]][::2])
 def test_param_groups_match_torch(name, kw):
     ours, theirs = Run(engine, name, kw, groups=True), Run(torch, name, kw, groups=True)
