@@ -18,10 +18,11 @@ An op is a subclass with two static methods that work on raw arrays (NumPy or Cu
 
 ``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
 mode is on and some input requires grad, records the call as a graph node: the instance
-(``ctx``) keeps one edge per input, ``(node, index, shape, dtype)``, naming where that
-input's gradient goes (output ``index`` of the node that produced the input, or the leaf's
-:class:`AccumulateGrad`, index 0) and the shape and dtype it must have; None for an input
-that needs no gradient. Nodes point only backward: an output owns its creator and never the
+(``ctx``) keeps a tuple ``edges`` of one edge per input, ``(node, index, shape, dtype)``,
+naming where that input's gradient goes (output ``index`` of the node that produced the
+input, or the leaf's :class:`AccumulateGrad`, index 0) and the shape and dtype it must
+have; None for an input that needs no gradient (``needs_input_grad``, a tuple of bools,
+says which, as in PyTorch). Nodes point only backward: an output owns its creator and never the
 reverse, so a graph is freed by reference counting alone.
 
 Each backward formula is written once. For first-order gradients it runs on raw arrays with
@@ -276,8 +277,8 @@ class Function:
         if not plain:
             ctx.xp = _check_devices(cls.__name__, arrays)
         if record:
-            ctx.edges = edges
-            ctx.needs_input_grad = needs
+            ctx.edges = tuple(edges)
+            ctx.needs_input_grad = tuple(needs)
         if params:
             raw = cls.forward(ctx, *arrays, **params)
         elif len(arrays) == 2:    # direct calls: CPython's f(*arrays) costs ~60 ns more
@@ -298,6 +299,60 @@ class Function:
             t._index = 0
             return t
         return _wrap_outputs(ctx, record, arrays, raw)
+
+
+_NEEDS_PAIR = (((False, False), (False, True)), ((True, False), (True, True)))
+
+
+def apply_pair(cls, a, b):
+    """``cls.apply(a, b)`` for the operators (``x + y``, ``x * 2.0``, ...): the same result,
+    node and errors, with less Python on the way when both inputs are Tensors holding NumPy
+    arrays or Python floats and ints. Anything else goes through :meth:`Function.apply`.
+
+    The node holds what ``apply`` gives it: ``edges`` (an edge or None per input) and
+    ``needs_input_grad``, here one of four shared tuples (nothing allocated).
+    """
+    kind = type(a)
+    if kind is float or kind is int:
+        da, ra = a, False
+    elif isinstance(a, Tensor) and type(a.data) is _ndarray:
+        da, ra = a.data, a.requires_grad
+    else:
+        return cls.apply(a, b)
+    kind = type(b)
+    if kind is float or kind is int:
+        db, rb = b, False
+    elif isinstance(b, Tensor) and type(b.data) is _ndarray:
+        db, rb = b.data, b.requires_grad
+    else:
+        return cls.apply(a, b)
+    ctx = _new_object(cls)
+    record = (ra or rb) and _modes.grad_enabled
+    if record:
+        if ra:
+            node = a._node
+            ea = ((node, a._index, da.shape, da.dtype) if node is not None
+                  else (grad_accumulator(a), 0, da.shape, da.dtype))
+        else:
+            ea = None
+        if rb:
+            node = b._node
+            eb = ((node, b._index, db.shape, db.dtype) if node is not None
+                  else (grad_accumulator(b), 0, db.shape, db.dtype))
+        else:
+            eb = None
+        ctx.edges = (ea, eb)
+        ctx.needs_input_grad = _NEEDS_PAIR[ra][rb]
+    raw = cls.forward(ctx, da, db)
+    if type(raw) is _ndarray and not _anomaly_threads and not (record and ctx.saved):
+        t = _new_object(Tensor)           # as in apply: Tensor._make inlined
+        t.data = raw
+        t.grad = None
+        t.requires_grad = record
+        t._node = ctx if record else None
+        t._index = 0
+        return t
+    return _wrap_outputs(ctx, record, [da, db], raw)
 
 
 def _wrap_outputs(ctx, record: bool, arrays: list, raw):

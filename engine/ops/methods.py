@@ -18,8 +18,9 @@ from engine.ops.compare import (
     equal, greater, greater_equal, less, less_equal, logical_and, logical_not, logical_or,
     not_equal,
 )
+from engine.function import apply_pair
 from engine.ops.elementwise import (
-    Add, Mul, Sub, abs, astype, clip, div, exp, log, neg, pow, sqrt,
+    Add, Div, Mul, Sub, abs, astype, clip, exp, log, neg, pow, sqrt,
 )
 from engine.ops.indexing import getitem
 from engine.ops.linalg import matmul
@@ -72,28 +73,28 @@ class TensorMethods:
 
     # ---------------------------------------------------------------- operators
     def __add__(self, other):
-        return Add.apply(self, other)
+        return apply_pair(Add, self, other)
 
     def __radd__(self, other):
-        return Add.apply(other, self)
+        return apply_pair(Add, other, self)
 
     def __sub__(self, other):
-        return Sub.apply(self, other)
+        return apply_pair(Sub, self, other)
 
     def __rsub__(self, other):
-        return Sub.apply(other, self)
+        return apply_pair(Sub, other, self)
 
     def __mul__(self, other):
-        return Mul.apply(self, other)
+        return apply_pair(Mul, self, other)
 
     def __rmul__(self, other):
-        return Mul.apply(other, self)
+        return apply_pair(Mul, other, self)
 
     def __truediv__(self, other):
-        return div(self, other)
+        return apply_pair(Div, self, other)
 
     def __rtruediv__(self, other):
-        return div(other, self)
+        return apply_pair(Div, other, self)
 
     def __pow__(self, other):
         return pow(self, other)

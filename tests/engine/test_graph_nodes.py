@@ -26,8 +26,8 @@ def test_every_edge_is_node_index_shape_dtype_and_leaves_end_at_accumulators():
     assert edge_c is None
     assert type(edge_x[0]) is AccumulateGrad and edge_x[0].variable is x
     assert edge_x[1:] == (0, (2, 3), np.dtype(np.float64))
-    assert y.grad_fn.edges == [(h.grad_fn, 0, (2, 3), np.dtype(np.float64))]
-    assert h.grad_fn.needs_input_grad == [True, False]
+    assert y.grad_fn.edges == ((h.grad_fn, 0, (2, 3), np.dtype(np.float64)),)
+    assert h.grad_fn.needs_input_grad == (True, False)
 
 
 def test_one_accumulator_per_leaf_while_a_graph_holds_it():
@@ -95,7 +95,7 @@ def test_absent_optional_input_is_passed_as_none_on_the_numpy_path(monkeypatch):
     x, w = leaf(4, 3), leaf(3, 2, seed=1)
     y = Affine.apply(x, w, None)
     assert y.grad_fn.xp is np and y.grad_fn.edges[2] is None
-    assert y.grad_fn.needs_input_grad == [True, True, False]
+    assert y.grad_fn.needs_input_grad == (True, True, False)
     y.sum().backward()
     np.testing.assert_allclose(w.grad.data, x.data.T @ np.ones((4, 2)))
     b = leaf(2, seed=2)
