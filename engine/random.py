@@ -177,4 +177,4 @@ def dropout_mask(shape: tuple, p: float, dtype, device: str):
     dtype = np.dtype(dtype)
     keep = _generator.random(shape, dtype=np.float32) >= np.float32(p)
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
-    return backend.to_device((keep * dtype.type(scale)).astype(dtype), device)
+    return backend.to_device(keep * dtype.type(scale), device)   # bool * dtype scalar: dtype
