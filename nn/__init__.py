@@ -10,7 +10,7 @@ from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nn.embedding import Embedding
 from nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from nn.container import MLP, ModuleDict, ModuleList, Sequential
-from nn.rnn import LSTM, LSTMCell
+from nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from nn.attention import MultiheadAttention
 from nn.transformer import (
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
