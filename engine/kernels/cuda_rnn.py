@@ -10,11 +10,10 @@ from __future__ import annotations
 
 
 def _sigmoid_(xp, x) -> None:
-    """x = σ(x) = 1 / (1 + exp(-x)), in place."""
-    xp.negative(x, out=x)
-    xp.exp(x, out=x)
-    x += 1.0
-    xp.reciprocal(x, out=x)
+    """x = σ(x), in place: 1 / (1 + e) for x ≥ 0 and e / (1 + e) below, e = exp(-|x|)
+    (never overflows)."""
+    e = xp.exp(-xp.abs(x))
+    x[...] = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def lstm_cell_forward(xp, a, ha, c, c_new, tc, h_new) -> None:
