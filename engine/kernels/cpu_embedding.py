@@ -13,6 +13,8 @@ thread walks all positions over its own columns, so no two threads write one ele
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -61,7 +63,7 @@ def embedding_backward(xp, idx, gy, num: int, padding_idx, scale_grad_by_freq: b
     (idx.shape + row shape); ``padding_idx`` (a row, or None) gets no gradient."""
     row_shape = gy.shape[idx.ndim:]
     flat = np.ascontiguousarray(idx).reshape(-1)
-    g = np.ascontiguousarray(gy).reshape(flat.shape[0], -1)          # (n, D)
+    g = np.ascontiguousarray(gy).reshape(flat.shape[0], math.prod(row_shape))   # (n, D)
     gW = np.zeros((num, g.shape[1]), dtype=gy.dtype)
     counts = np.bincount(flat, minlength=num) if scale_grad_by_freq else \
         np.zeros(1, dtype=np.int64)
