@@ -18,9 +18,10 @@ One step, with x (B, in), h and c (B, H), xa = x W_ihᵀ + b_ih and ha = h W_hh�
 
 Over a sequence, ``x W_ihᵀ + b_ih`` for all T steps is ONE matmul on the (T·B, in) input;
 each step then adds ``h W_hhᵀ + b_hh`` (one matmul) and applies the gate formulas. An LSTM
-layer in one direction is one op over the whole sequence
-(:func:`engine.ops.lstm.lstm_sequence`) whose weight gradients are single matmuls over all
-steps; under ``engine.use_fused(False)`` it runs as the literal per-step formulas.
+or GRU layer in one direction is one op over the whole sequence
+(:func:`engine.ops.lstm.lstm_sequence`, :func:`engine.ops.gru.gru_sequence`) whose weight
+gradients are single matmuls over all steps; under ``engine.use_fused(False)``, and for
+the RNN, it runs as the literal per-step formulas.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import warnings
 
 import engine
 import nn.functional as F
+from engine.ops.gru import gru_sequence
 from engine.ops.lstm import lstm_sequence
 from engine.ops.rnn import gru_cell, lstm_cell, recurrent_sequence, rnn_cell
 from engine.tensor import Tensor
@@ -264,6 +266,9 @@ class RNNBase(Module):
         if self.mode == "LSTM":
             out, h, c = lstm_sequence(x, *states, W_ih, W_hh, b_ih, b_hh, reverse)
             return out, (h, c)
+        if self.mode == "GRU":
+            out, h = gru_sequence(x, states[0], W_ih, W_hh, b_ih, b_hh, reverse)
+            return out, (h,)
         out, h = recurrent_sequence(x, states[0], W_ih, W_hh, b_ih, b_hh, reverse,
                                     self.mode)
         return out, (h,)

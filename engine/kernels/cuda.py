@@ -17,8 +17,8 @@ from numba import cuda
 from engine import backend
 from engine.kernels import layout
 from engine.kernels.cuda_jit import SIMULATOR, compiled, threads_for
-from engine.kernels.cuda_rnn import (  # noqa: F401  (the LSTM step of engine.ops.rnn)
-    lstm_cell_backward, lstm_cell_forward,
+from engine.kernels.cuda_rnn import (  # noqa: F401  (the LSTM and GRU steps)
+    gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward,
 )
 
 

@@ -63,7 +63,7 @@ def lstm_sequence_reference(x: Tensor, h0: Tensor, c0: Tensor, W_ih: Tensor, W_h
     return stack(hs, axis=0), h, c
 
 
-def _step_threads(xp, rows: int, W):
+def step_threads(xp, rows: int, W):
     """One BLAS thread for the per-step products when they are small (NumPy only)."""
     if xp is np and rows * W.size <= SMALL_STEP_PRODUCT:
         return threads.blas_threads(1)
@@ -96,7 +96,7 @@ class LSTMSequence(Function):
         W_hh_T = W_hh.T                                      # (H, 4H)
         h, c = xp.ascontiguousarray(h0), xp.ascontiguousarray(c0)
         order = range(T - 1, -1, -1) if reverse else range(T)
-        with _step_threads(xp, B, W_hh):
+        with step_threads(xp, B, W_hh):
             for t in order:
                 xp.matmul(h, W_hh_T, out=ha)
                 impl.lstm_cell_forward(xp, act[t], ha, c, c_all[t], tanh_c[t], out[t])
@@ -121,7 +121,7 @@ class LSTMSequence(Function):
         order = range(T) if ctx.reverse else range(T - 1, -1, -1)
         first = order[-1]                                    # the step the forward took first
         step = 1 if ctx.reverse else -1                      # from t to the step before it
-        with _step_threads(xp, B, W_hh):
+        with step_threads(xp, B, W_hh):
             for k, t in enumerate(order):
                 if k == 0:
                     gh[...] = gh_n
