@@ -20,10 +20,11 @@ the other fused ops once (their backward uses saved intermediates): under ``crea
 they ask for ``use_fused(False)``. In attention, a query whose keys are all masked gets
 probabilities 0 and an output of 0 on every implementation, never NaN.
 
-The LSTM step (:mod:`~engine.kernels.cpu_rnn`, :mod:`~engine.kernels.cuda_rnn`) and the
-embedding's gradient (:mod:`~engine.kernels.cpu_embedding`, CPU only) are served by the
-same switch; their reference twins are engine ops (:mod:`engine.ops.rnn`,
-:mod:`engine.ops.lstm`) and the scatter-add of :mod:`engine.ops.indexing`.
+The LSTM and GRU steps (:mod:`~engine.kernels.cpu_rnn`, :mod:`~engine.kernels.cpu_gru`,
+:mod:`~engine.kernels.cuda_rnn`) and the embedding's gradient
+(:mod:`~engine.kernels.cpu_embedding`, CPU only) are served by the same switch; their
+reference twins are engine ops (:mod:`engine.ops.rnn`, :mod:`engine.ops.lstm`,
+:mod:`engine.ops.gru`) and the scatter-add of :mod:`engine.ops.indexing`.
 
 This package holds array code only: it imports nothing from :mod:`engine.ops`.
 """
