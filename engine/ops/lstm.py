@@ -51,8 +51,9 @@ def lstm_sequence_reference(x: Tensor, h0: Tensor, c0: Tensor, W_ih: Tensor, W_h
     the states at every step (T, B, H) and the last (h_n, c_n)."""
     T, B, n_in = x.shape
     xa = x.reshape(T * B, n_in) @ W_ih.T                    # (T·B, 4H): one matmul
-    if b_ih is not None:
-        xa = xa + (b_ih + b_hh)
+    for b in (b_ih, b_hh):
+        if b is not None:
+            xa = xa + b
     steps = unbind(xa.reshape(T, B, xa.shape[-1]))          # T × (B, 4H)
     W_hh_T = W_hh.T                                         # (H, 4H)
     h, c = h0, c0
@@ -88,8 +89,9 @@ class LSTMSequence(Function):
         H = W_hh.shape[1]
         x2 = x.reshape(T * B, n_in)                          # (T·B, I)
         act = xp.matmul(x2, W_ih.T)                          # (T·B, 4H): XA, then [i,f,g,o]
-        if b_ih is not None:
-            act += b_ih + b_hh
+        for b in (b_ih, b_hh):
+            if b is not None:
+                act += b
         act = act.reshape(T, B, 4 * H)
         c_all, tanh_c, out = (xp.empty((T, B, H), dtype=x.dtype) for _ in range(3))
         ha = xp.empty((B, 4 * H), dtype=x.dtype)
@@ -118,6 +120,7 @@ class LSTMSequence(Function):
         ga = xp.empty_like(act)                              # (T, B, 4H): GA
         gc = xp.array(gc_n, dtype=act.dtype, order="C")      # a copy: it is overwritten
         gc_prev, gh = xp.empty_like(gc), xp.empty_like(gc)
+        c0 = xp.ascontiguousarray(c0)
         order = range(T) if ctx.reverse else range(T - 1, -1, -1)
         first = order[-1]                                    # the step the forward took first
         step = 1 if ctx.reverse else -1                      # from t to the step before it

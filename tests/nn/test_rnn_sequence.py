@@ -64,6 +64,18 @@ def test_gradcheck_sequence_op_without_bias_and_unused_outputs():
         engine.gradcheck(lambda *a: _call(False)(*a)[0][1:], xs)         # part of output
 
 
+def test_one_bias_alone_fused_and_literal():
+    arrays = _arrays(3, 2, 2, 2, seed=9)[:6]                  # b_ih without b_hh
+    xs = _leaves(arrays)
+    results = []
+    for fused in (True, False):
+        with engine.use_fused(fused):
+            engine.gradcheck(_call(False), xs)
+            results.append([o.numpy() for o in _call(False)(*xs)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_gradcheck_two_layer_bidirectional_lstm_with_states_is_fused():
     m = nn.LSTM(3, 2, num_layers=2, bidirectional=True).double()
     x, h0, c0 = _leaves(_arrays(5, 2, 3, 2, seed=2)[:1] + [
