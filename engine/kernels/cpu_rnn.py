@@ -8,7 +8,9 @@ array module (the CuPy path) are in :mod:`engine.kernels.cuda_rnn`.
 σ and tanh are written so that a loop of them vectorizes (``np.tanh`` in Numba is a scalar
 libm call per element): σ(x) = 1 / (1 + exp(-x)) on :func:`~engine.kernels.cpu_math.vexp`,
 and tanh as Cephes computes it, an odd polynomial for |x| ≤ 0.625 (no cancellation near 0)
-and 1 - 2 / (exp(2|x|) + 1) above, both within a few ulp of ``np.tanh``.
+and 1 - 2 / (exp(2|x|) + 1) above, both within a few ulp of ``np.tanh``. (In float64
+LLVM leaves the tanh loops scalar, judging the vector form not worth it; float32, the
+training dtype, vectorizes throughout.)
 
 Each loop reads and writes few enough distinct arrays that LLVM's run-time overlap checks
 stay within its limit (beyond it the loop is left scalar), which is why a step is several
