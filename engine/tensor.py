@@ -33,6 +33,29 @@ def _as_array(data, dtype, device):
     return arr
 
 
+class Size(tuple):
+    """A tensor's shape as :meth:`Tensor.size` returns it (PyTorch's ``torch.Size``): a
+    tuple of ints that also knows its number of elements."""
+
+    __slots__ = ()
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+    def __repr__(self) -> str:
+        return f"engine.Size({list(self)})"
+
+    def __getitem__(self, index):
+        item = tuple.__getitem__(self, index)
+        return Size(item) if isinstance(index, slice) else item
+
+    def __add__(self, other):
+        return Size(tuple.__add__(self, tuple(other)))
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
@@ -87,17 +110,34 @@ class Tensor:
     def dtype(self) -> np.dtype:
         return self.data.dtype
 
-    @property
-    def size(self) -> int:
-        """Number of elements (NumPy's ``size``; PyTorch's ``numel()``)."""
-        return self.data.size
+    def size(self, dim: int | None = None):
+        """The shape as an :class:`engine.Size` (PyTorch's ``size()``), or the length of
+        axis ``dim``. NumPy's ``size`` (the number of elements) is :meth:`numel`."""
+        shape = self.data.shape
+        if dim is None:
+            return Size(shape)
+        if not -len(shape) <= dim < len(shape):
+            raise IndexError(f"size: dim {dim} is out of range for a {len(shape)}-d tensor "
+                             f"of shape {shape}")
+        return shape[dim]
+
+    def dim(self) -> int:
+        """The number of axes (``ndim``)."""
+        return self.data.ndim
+
+    ndimension = dim
 
     def numel(self) -> int:
+        """The number of elements (NumPy's ``size``)."""
         return self.data.size
 
+    nelement = numel
+
     @property
-    def device(self) -> str:
-        return backend.device_of(self.data)
+    def device(self) -> backend.device:
+        """Where the data lives: ``device('cpu')`` or ``device('cuda:N')``, equal to its
+        name as a string."""
+        return backend.device_object(backend.device_of(self.data))
 
     @property
     def is_leaf(self) -> bool:
@@ -170,6 +210,19 @@ class Tensor:
                 f"item(): only one-element tensors can be converted, got shape {self.shape}"
             )
         return self.data.reshape(()).item()
+
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(x)``: the data as a NumPy array (NumPy 2's ``dtype`` and ``copy``
+        arguments). A tensor on a GPU raises, as in PyTorch: copy it with ``.cpu()`` or
+        ``.numpy()`` first."""
+        if backend.is_cuda_array(self.data):
+            raise TypeError(f"can't convert a {self.device} tensor to a NumPy array; use "
+                            ".cpu() or .numpy() to copy it to the host first")
+        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+            raise ValueError(f"__array__: converting dtype {self.data.dtype} to "
+                             f"{np.dtype(dtype)} needs a copy, but copy=False")
+        data = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return data.copy() if copy and data is self.data else data
 
     def tolist(self):
         return backend.to_numpy(self.data).tolist()
