@@ -11,7 +11,7 @@ from __future__ import annotations
 from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
-from engine.ops.utils import normalize_axis
+from engine.ops.utils import normalize_axis, numpy_names
 from engine.tensor import Tensor
 
 
@@ -51,11 +51,13 @@ class LogSoftmax(Softmax):
     op = "log_softmax"
 
 
-def softmax(x, axis: int = -1) -> Tensor:
-    """Softmax along ``axis``: yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m the max."""
-    return Softmax.apply(checks.tensor("softmax", "x", x), axis=axis)
+@numpy_names
+def softmax(input, dim: int = -1) -> Tensor:
+    """Softmax along ``dim``: yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m the max."""
+    return Softmax.apply(checks.tensor("softmax", "input", input), axis=dim)
 
 
-def log_softmax(x, axis: int = -1) -> Tensor:
-    """Log-softmax along ``axis``: yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m)."""
-    return LogSoftmax.apply(checks.tensor("log_softmax", "x", x), axis=axis)
+@numpy_names
+def log_softmax(input, dim: int = -1) -> Tensor:
+    """Log-softmax along ``dim``: yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m)."""
+    return LogSoftmax.apply(checks.tensor("log_softmax", "input", input), axis=dim)
