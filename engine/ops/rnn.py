@@ -21,7 +21,7 @@ from engine import kernels
 from engine.function import Function
 from engine.kernels import reference
 from engine.ops.activation import sigmoid, tanh
-from engine.ops.shape import split
+from engine.ops.join import chunk
 from engine.tensor import Tensor
 
 
@@ -29,7 +29,7 @@ def lstm_cell_reference(xa: Tensor, ha: Tensor, c: Tensor) -> tuple[Tensor, Tens
     """The LSTM step written literally: ``a = xa + ha`` (both (B, 4H) pre-activations,
     biases included), then the gates i, f, g, o and the new state ``(h', c')``."""
     a = xa.reshape(ha.shape) + ha                          # (B, 4H)
-    a_i, a_f, a_g, a_o = split(a, 4, axis=-1)              # each (B, H)
+    a_i, a_f, a_g, a_o = chunk(a, 4, dim=-1)              # each (B, H)
     i = sigmoid(a_i)
     f = sigmoid(a_f)
     g = tanh(a_g)
