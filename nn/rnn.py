@@ -192,13 +192,13 @@ class LSTM(Module):
         xa = x.reshape(T * B, n_in) @ W_ih.T                         # (T·B, 4H): one matmul
         if self.bias:
             xa = xa + (getattr(self, "bias_ih" + suffix) + getattr(self, "bias_hh" + suffix))
-        steps = engine.split(xa.reshape(T, B, xa.shape[-1]), T, axis=0)   # T × (1, B, 4H)
+        steps = engine.split(xa.reshape(T, B, xa.shape[-1]), 1, dim=0)   # T × (1, B, 4H)
         order = range(T - 1, -1, -1) if reverse else range(T)
         hs = [None] * T
         for t in order:
             h, c = lstm_cell(steps[t], h @ W_hh_T, c)
             hs[t] = h
-        return engine.stack(hs, axis=0), h, c
+        return engine.stack(hs, dim=0), h, c
 
     def forward(self, input: Tensor, hx=None):
         x = input
@@ -240,10 +240,10 @@ class LSTM(Module):
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
-            x = outs[0] if D == 1 else engine.concatenate(outs, axis=-1)   # (T, B, D·H)
+            x = outs[0] if D == 1 else engine.cat(outs, dim=-1)   # (T, B, D·H)
             if self.dropout > 0 and self.training and layer < L - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        h_n, c_n = engine.stack(h_n, axis=0), engine.stack(c_n, axis=0)   # (L·D, B, H)
+        h_n, c_n = engine.stack(h_n, dim=0), engine.stack(c_n, dim=0)   # (L·D, B, H)
         if not batched:
             return x.reshape(T, D * H), (h_n.reshape(L * D, H), c_n.reshape(L * D, H))
         if self.batch_first:
