@@ -80,24 +80,33 @@ def axis_for(data, ndim, allow_tuple=True):
     return tuple(axes)
 
 
-def reduction(unique=False, ddof=False):
+def reduction(unique=False, correction=False, int_dim=False, elements=None):
     def case(data):
-        shape = data.draw(shape_st(min_dims=0, max_side=4))
-        kw = {"axis": axis_for(data, len(shape)),
-              "keepdims": data.draw(st.booleans())}
-        if ddof:
-            axes = range(len(shape)) if kw["axis"] is None else np.atleast_1d(kw["axis"])
+        shape = data.draw(shape_st(min_dims=1 if int_dim else 0, max_side=4))
+        dim = data.draw(st.integers(-len(shape), len(shape) - 1)) if int_dim else \
+            axis_for(data, len(shape))
+        kw = {"dim": dim, "keepdim": data.draw(st.booleans())}
+        if correction:
+            axes = range(len(shape)) if kw["dim"] is None else np.atleast_1d(kw["dim"])
             n = int(np.prod([shape[a] for a in axes])) if shape else 1
-            kw["ddof"] = data.draw(st.sampled_from([0, 1] if n > 1 else [0]))
+            kw["correction"] = data.draw(st.sampled_from([0, 1] if n > 1 else [0]))
         if unique:   # distinct by far more than the finite-difference step: no ties
             return [arr(data, shape, elements=lattice(0.01), unique=True)], kw
-        return [arr(data, shape)], kw
+        return [arr(data, shape, elements)], kw
     return case
+
+
+def numpy_reduction(fn):
+    """A NumPy reduction called with PyTorch's argument names."""
+    def ref(x, dim=None, keepdim=False, correction=None):
+        kw = {} if correction is None else {"ddof": correction}
+        return fn(x, axis=dim, keepdims=keepdim, **kw)
+    return ref
 
 
 def softmax_case(data):
     shape = data.draw(shape_st(min_dims=1, max_side=5))
-    return [arr(data, shape)], {"axis": data.draw(st.integers(-len(shape), len(shape) - 1))}
+    return [arr(data, shape)], {"dim": data.draw(st.integers(-len(shape), len(shape) - 1))}
 
 
 def reshape_case(data):
@@ -108,45 +117,46 @@ def reshape_case(data):
     return [arr(data, shape)], {"shape": new}
 
 
+def permute_case(data):
+    shape = data.draw(shape_st(min_dims=1))
+    return [arr(data, shape)], {"dims": data.draw(st.permutations(range(len(shape))).map(
+        tuple))}
+
+
 def transpose_case(data):
     shape = data.draw(shape_st(min_dims=1))
-    axes = data.draw(st.one_of(st.none(), st.permutations(range(len(shape))).map(tuple)))
-    return [arr(data, shape)], {"axes": axes}
-
-
-def swapaxes_case(data):
-    shape = data.draw(shape_st(min_dims=1))
     n = len(shape)
-    return [arr(data, shape)], {"axis1": data.draw(st.integers(-n, n - 1)),
-                                "axis2": data.draw(st.integers(-n, n - 1))}
+    return [arr(data, shape)], {"dim0": data.draw(st.integers(-n, n - 1)),
+                                "dim1": data.draw(st.integers(-n, n - 1))}
 
 
 def broadcast_to_case(data):
     target = data.draw(shape_st(min_dims=1))
     drop = data.draw(st.integers(0, len(target)))
     shape = tuple(1 if data.draw(st.booleans()) else n for n in target[drop:])
-    return [arr(data, shape)], {"shape": target}
+    return [arr(data, shape)], {"size": target}
 
 
 def squeeze_case(data):
+    """Any axes, those of size 1 dropped and the others kept (PyTorch's squeeze)."""
     shape = data.draw(shape_st(min_dims=1, min_side=1, max_side=3))
-    ones = [i for i, n in enumerate(shape) if n == 1]
-    axis = None
-    if ones and data.draw(st.booleans()):
-        axis = tuple(data.draw(st.lists(st.sampled_from(ones), min_size=1, unique=True)))
-    return [arr(data, shape)], {"axis": axis}
+    dim = None
+    if data.draw(st.booleans()):
+        dim = tuple(data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1,
+                                       unique=True)))
+    return [arr(data, shape)], {"dim": dim}
 
 
 def unsqueeze_case(data):
     shape = data.draw(shape_st())
-    return [arr(data, shape)], {"axis": data.draw(st.integers(-len(shape) - 1, len(shape)))}
+    return [arr(data, shape)], {"dim": data.draw(st.integers(-len(shape) - 1, len(shape)))}
 
 
 def flatten_case(data):
     shape = data.draw(shape_st(min_dims=1))
     n = len(shape)
     start = data.draw(st.integers(0, n - 1))
-    return [arr(data, shape)], {"start_axis": start, "end_axis": data.draw(
+    return [arr(data, shape)], {"start_dim": start, "end_dim": data.draw(
         st.integers(start, n - 1))}
 
 
@@ -180,33 +190,137 @@ def bool_mask_case(data):
     return [arr(data, shape)], {"index": mask}
 
 
-def concatenate_case(data):
+def cat_case(data):
     shape = list(data.draw(shape_st(min_dims=1)))
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     xs = []
     for _ in range(data.draw(st.integers(1, 3))):
-        shape[axis] = data.draw(st.integers(0, 3))
+        shape[dim] = data.draw(st.integers(0, 3))
         xs.append(arr(data, tuple(shape)))
-    return xs, {"axis": axis}
+    return xs, {"dim": dim}
 
 
 def stack_case(data):
     shape = data.draw(shape_st())
     n = data.draw(st.integers(1, 3))
     return ([arr(data, shape) for _ in range(n)],
-            {"axis": data.draw(st.integers(-len(shape) - 1, len(shape)))})
+            {"dim": data.draw(st.integers(-len(shape) - 1, len(shape)))})
+
+
+def _dim_case(data, min_side=0):
+    shape = data.draw(shape_st(min_dims=1, min_side=min_side))
+    return shape, data.draw(st.integers(-len(shape), len(shape) - 1))
+
+
+def tensor_split_case(data):
+    shape, dim = _dim_case(data)
+    if data.draw(st.booleans()):
+        how = data.draw(st.integers(1, 4))
+    else:
+        how = sorted(data.draw(st.lists(st.integers(0, shape[dim]), max_size=3)))
+    return [arr(data, shape)], {"indices_or_sections": how, "dim": dim}
 
 
 def split_case(data):
-    shape = list(data.draw(shape_st(min_dims=1)))
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
-    sections = data.draw(st.integers(1, 3))
+    """PyTorch's split: a piece length, or lengths that add up to the axis."""
+    shape, dim = _dim_case(data, min_side=1)
+    n = shape[dim]
     if data.draw(st.booleans()):
-        shape[axis] = sections * data.draw(st.integers(1, 2))
-        how = sections
+        how = data.draw(st.integers(1, n + 1))
     else:
-        how = sorted(data.draw(st.lists(st.integers(0, shape[axis]), max_size=3)))
-    return [arr(data, tuple(shape))], {"indices_or_sections": how, "axis": axis}
+        cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3)))
+        how = [b - a for a, b in zip([0] + cuts, cuts + [n])]
+    return [arr(data, shape)], {"split_size_or_sections": how, "dim": dim}
+
+
+def chunk_case(data):
+    shape, dim = _dim_case(data)
+    return [arr(data, shape)], {"chunks": data.draw(st.integers(1, 5)), "dim": dim}
+
+
+def narrow_case(data):
+    shape, dim = _dim_case(data)
+    n = shape[dim]
+    start = data.draw(st.integers(-n, n)) if n else 0
+    length = data.draw(st.integers(0, n - (start % n if n and start < n else n)))
+    return [arr(data, shape)], {"dim": dim, "start": start, "length": length}
+
+
+def masked_fill_case(data):
+    shape = data.draw(shape_st(min_dims=1))
+    mask = data.draw(hnp.arrays(bool, shape[data.draw(st.integers(0, len(shape))):]))
+    return [arr(data, shape), mask], {"value": data.draw(et.floats())}
+
+
+def tril_case(data):
+    shape = data.draw(shape_st(min_dims=2))
+    return [arr(data, shape)], {"diagonal": data.draw(st.integers(-2, 2))}
+
+
+def repeat_case(data):
+    shape = data.draw(shape_st(min_dims=1, max_dims=2))
+    extra = data.draw(st.integers(0, 2))
+    sizes = tuple(data.draw(st.integers(0, 3)) for _ in range(len(shape) + extra))
+    return [arr(data, shape)], {"sizes": sizes}
+
+
+def expand_case(data):
+    shape = data.draw(shape_st(min_dims=1, max_dims=3))
+    lead = tuple(data.draw(st.integers(1, 3)) for _ in range(data.draw(st.integers(0, 2))))
+    sizes = lead + tuple(data.draw(st.sampled_from([-1, n, 3] if n == 1 else [-1, n]))
+                         for n in shape)
+    return [arr(data, shape)], {"sizes": sizes}
+
+
+def sort_case(data, k=False):
+    shape = data.draw(shape_st(min_dims=1, min_side=1))
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    kw = {"dim": dim, "descending": data.draw(st.booleans())}
+    if k:
+        kw = {"dim": dim, "largest": kw["descending"],
+              "k": data.draw(st.integers(0, shape[dim]))}
+    return [arr(data, shape, elements=lattice(0.01), unique=True)], kw
+
+
+def norm_case(data):
+    shape = data.draw(shape_st(max_side=4))
+    p = data.draw(st.sampled_from([2, "fro", 1, 3, float("inf")]))
+    elements = lattice(0.01) if p == float("inf") else et.away_from(et.floats(), margin=KINK)
+    dim = axis_for(data, len(shape))
+    if p == "fro" and isinstance(dim, tuple) and len(dim) > 2:
+        dim = dim[:2]                       # the Frobenius norm takes one or two dims
+    return [arr(data, shape, elements, unique=p == float("inf"))], {
+        "p": p, "dim": dim, "keepdim": data.draw(st.booleans())}
+
+
+def cumsum_case(data):
+    shape, dim = _dim_case(data)
+    return [arr(data, shape)], {"dim": dim}
+
+
+def gather_case(data):
+    shape, dim = _dim_case(data, min_side=1)
+    index_shape = tuple(data.draw(st.integers(0 if a == dim else 1, n if a != dim else 4))
+                        for a, n in enumerate(shape))
+    index = data.draw(hnp.arrays(np.int64, index_shape, elements=st.integers(
+        0, shape[dim] - 1)))
+    return [arr(data, shape), index], {"dim": dim}
+
+
+def repeat_interleave_case(data):
+    shape, dim = _dim_case(data)
+    if data.draw(st.booleans()):
+        repeats = data.draw(st.integers(0, 3))
+    else:
+        repeats = np.array(data.draw(st.lists(st.integers(0, 3), min_size=shape[dim],
+                                              max_size=shape[dim])), dtype=np.int64)
+    return [arr(data, shape)], {"repeats": repeats, "dim": dim}
+
+
+def clamp_tensors_case(data):
+    sa, sb = data.draw(et.broadcastable_shapes(max_dims=2))
+    lo = arr(data, sb, lattice(0.01))
+    return [arr(data, sa, lattice(0.03)), lo, lo + 1.0], {}
 
 
 def where_case(data):
@@ -254,9 +368,9 @@ def clip_case(data):
 
 
 # ----------------------------------------------------------------------------- references
-def _softmax(x, axis):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def _softmax(x, dim):
+    e = np.exp(x - x.max(axis=dim, keepdims=True))
+    return e / e.sum(axis=dim, keepdims=True)
 
 
 def _logsumexp(x, axis=None, keepdims=False):
@@ -275,13 +389,72 @@ def _gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
-def _squeeze(x, axis=None):
-    return np.squeeze(x, axis=axis)
+def _squeeze(x, dim=None):
+    dims = range(x.ndim) if dim is None else dim
+    return x.reshape(tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
 
 
-def _flatten(x, start_axis, end_axis):
+def _flatten(x, start_dim, end_dim):
     s = x.shape
-    return x.reshape(s[:start_axis] + (-1,) + s[end_axis + 1:])
+    return x.reshape(s[:start_dim] + (-1,) + s[end_dim + 1:])
+
+
+def _split(x, split_size_or_sections, dim):
+    n = x.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    else:
+        sizes = split_size_or_sections
+    return tuple(np.split(x, np.cumsum(sizes)[:-1].astype(int), axis=dim))
+
+
+def _chunk(x, chunks, dim):
+    n = x.shape[dim]
+    if n == 0:
+        return tuple(np.split(x, [0] * (chunks - 1), axis=dim))
+    return _split(x, -(-n // chunks), dim)
+
+
+def _narrow(x, dim, start, length):
+    start = start + x.shape[dim] if start < 0 else start
+    return np.take(x, np.arange(start, start + length), axis=dim)
+
+
+def _expand(x, sizes):
+    lead = len(sizes) - x.ndim
+    shape = sizes[:lead] + tuple(n if s == -1 else s for s, n in zip(sizes[lead:], x.shape))
+    return np.broadcast_to(x, shape)
+
+
+def _sorted(x, dim, descending):
+    s = np.sort(x, axis=dim)
+    return np.flip(s, axis=dim) if descending else s
+
+
+def _topk(x, k, dim, largest):
+    return np.take(_sorted(x, dim, largest), np.arange(k), axis=dim)
+
+
+def _median(x, dim, keepdim):
+    n = x.shape[dim]
+    return np.take(np.sort(x, axis=dim), [(n - 1) // 2] if keepdim else (n - 1) // 2,
+                   axis=dim)
+
+
+def _norm(x, p, dim, keepdim):
+    p = 2 if p == "fro" else p
+    a = np.abs(x)
+    if p == float("inf"):
+        return a.max(axis=dim, keepdims=keepdim) if x.size else a.sum(axis=dim,
+                                                                       keepdims=keepdim)
+    return (a ** p).sum(axis=dim, keepdims=keepdim) ** (1 / p)
+
+
+def _gather(x, dim, index):
+    dim %= x.ndim
+    return np.take_along_axis(x[tuple(slice(0, m) if a != dim else slice(None)
+                                      for a, m in enumerate(index.shape))], index, axis=dim)
 
 
 def _pad(x, pad_width, value):
@@ -310,6 +483,7 @@ OPS = [
     Op("softplus", engine.softplus, lambda x: np.log1p(np.exp(x)), unary(et.floats(-5, 5))),
     Op("erf", engine.erf, _erf, unary()),
     Op("clip", lambda x, lo, hi: engine.clip(x, lo, hi), _clip, clip_case),
+    Op("clamp_tensors", engine.clamp, np.clip, clamp_tensors_case),
     Op("pow_scalar", lambda x, exponent: x ** exponent, lambda x, exponent: x ** exponent,
        pow_scalar_case, rtol32=1e-4),
     Op("rpow", lambda x, base: base ** x, lambda x, base: base ** x, rpow_case),
@@ -323,34 +497,69 @@ OPS = [
        rtol32=1e-4),
     Op("maximum", engine.maximum, np.maximum, binary(lattice(0.03), lattice(0.07))),
     Op("minimum", engine.minimum, np.minimum, binary(lattice(0.03), lattice(0.07))),
-    Op("sum", engine.sum, np.sum, reduction()),
-    Op("mean", engine.mean, np.mean, reduction()),
-    Op("var", engine.var, np.var, reduction(ddof=True), rtol32=1e-4, atol32=1e-5),
-    Op("max", engine.max, np.max, reduction(unique=True)),
-    Op("min", engine.min, np.min, reduction(unique=True)),
-    Op("logsumexp", engine.logsumexp, _logsumexp, reduction()),
+    Op("sin", engine.sin, np.sin, unary()),
+    Op("cos", engine.cos, np.cos, unary()),
+    Op("sum", engine.sum, numpy_reduction(np.sum), reduction()),
+    Op("mean", engine.mean, numpy_reduction(np.mean), reduction()),
+    Op("var", engine.var, numpy_reduction(np.var), reduction(correction=True), rtol32=1e-4,
+       atol32=1e-5),
+    Op("std", engine.std, numpy_reduction(np.std), reduction(
+        correction=True, elements=lattice(0.01)), rtol32=1e-4, atol32=1e-5),
+    Op("amax", engine.amax, numpy_reduction(np.max), reduction(unique=True)),
+    Op("amin", engine.amin, numpy_reduction(np.min), reduction(unique=True)),
+    Op("max_dim", lambda x, dim, keepdim: engine.max(x, dim, keepdim).values,
+       numpy_reduction(np.max), reduction(unique=True, int_dim=True)),
+    Op("min_dim", lambda x, dim, keepdim: x.min(dim, keepdim).values,
+       numpy_reduction(np.min), reduction(unique=True, int_dim=True)),
+    Op("median_dim", lambda x, dim, keepdim: x.median(dim, keepdim).values, _median,
+       reduction(unique=True, int_dim=True)),
+    Op("logsumexp", engine.logsumexp, numpy_reduction(_logsumexp), reduction()),
+    Op("norm", engine.norm, _norm, norm_case, rtol32=1e-4, atol32=1e-5),
+    Op("cumsum", engine.cumsum, lambda x, dim: np.cumsum(x, axis=dim), cumsum_case),
     Op("matmul", engine.matmul, np.matmul, matmul_case),
     Op("softmax", engine.softmax, _softmax, softmax_case),
-    Op("log_softmax", engine.log_softmax, lambda x, axis: np.log(_softmax(x, axis)),
+    Op("log_softmax", engine.log_softmax, lambda x, dim: np.log(_softmax(x, dim)),
        softmax_case),
     Op("reshape", engine.reshape, np.reshape, reshape_case),
-    Op("transpose", engine.transpose, np.transpose, transpose_case),
-    Op("swapaxes", engine.swapaxes, np.swapaxes, swapaxes_case),
-    Op("broadcast_to", engine.broadcast_to, np.broadcast_to, broadcast_to_case),
+    Op("permute", engine.permute, lambda x, dims: np.transpose(x, dims), permute_case),
+    Op("transpose", engine.transpose, lambda x, dim0, dim1: np.swapaxes(x, dim0, dim1),
+       transpose_case),
+    Op("broadcast_to", engine.broadcast_to, lambda x, size: np.broadcast_to(x, size),
+       broadcast_to_case),
+    Op("expand", lambda x, sizes: x.expand(*sizes), _expand, expand_case),
+    Op("repeat", lambda x, sizes: x.repeat(*sizes), lambda x, sizes: np.tile(x, sizes),
+       repeat_case),
+    Op("clone", engine.clone, np.copy, unary()),
+    Op("flip", lambda x, dim: engine.flip(x, dim), lambda x, dim: np.flip(x, dim), cumsum_case),
     Op("squeeze", engine.squeeze, _squeeze, squeeze_case),
-    Op("unsqueeze", engine.unsqueeze, np.expand_dims, unsqueeze_case),
+    Op("unsqueeze", engine.unsqueeze, lambda x, dim: np.expand_dims(x, dim), unsqueeze_case),
     Op("flatten", engine.flatten, _flatten, flatten_case),
     Op("getitem_basic", lambda x, index: x[index], lambda x, index: x[index], basic_index_case),
     Op("getitem_int_arrays", lambda x, index: x[index], lambda x, index: x[index],
        int_array_index_case),
     Op("getitem_bool_mask", lambda x, index: x[index], lambda x, index: x[index],
        bool_mask_case),
-    Op("concatenate", lambda *xs, axis: engine.concatenate(xs, axis),
-       lambda *xs, axis: np.concatenate(xs, axis), concatenate_case),
-    Op("stack", lambda *xs, axis: engine.stack(xs, axis), lambda *xs, axis: np.stack(xs, axis),
+    Op("cat", lambda *xs, dim: engine.cat(xs, dim), lambda *xs, dim: np.concatenate(xs, dim),
+       cat_case),
+    Op("stack", lambda *xs, dim: engine.stack(xs, dim), lambda *xs, dim: np.stack(xs, dim),
        stack_case),
-    Op("split", engine.split, lambda x, indices_or_sections, axis: tuple(
-        np.split(x, indices_or_sections, axis)), split_case),
+    Op("split", engine.split, _split, split_case),
+    Op("chunk", engine.chunk, _chunk, chunk_case),
+    Op("tensor_split", engine.tensor_split, lambda x, indices_or_sections, dim: tuple(
+        np.array_split(x, indices_or_sections, dim)), tensor_split_case),
+    Op("narrow", engine.narrow, _narrow, narrow_case),
+    Op("masked_fill", lambda x, mask, value: x.masked_fill(mask, value),
+       lambda x, mask, value: np.where(mask, value, x), masked_fill_case),
+    Op("tril", engine.tril, lambda x, diagonal: np.tril(x, diagonal), tril_case),
+    Op("triu", engine.triu, lambda x, diagonal: np.triu(x, diagonal), tril_case),
+    Op("sort_values", lambda x, dim, descending: x.sort(dim, descending).values, _sorted,
+       sort_case),
+    Op("topk_values", lambda x, k, dim, largest: x.topk(k, dim, largest).values, _topk,
+       lambda data: sort_case(data, k=True)),
+    Op("gather", lambda x, index, dim: engine.gather(x, dim, index),
+       lambda x, index, dim: _gather(x, dim, index), gather_case),
+    Op("repeat_interleave", engine.repeat_interleave,
+       lambda x, repeats, dim: np.repeat(x, repeats, axis=dim), repeat_interleave_case),
     Op("where", engine.where, np.where, where_case),
     Op("pad", engine.pad, _pad, pad_case),
 ]
