@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from engine import backend, checks, dtypes
 from engine.function import Function
 from engine.ops.elementwise import astype
@@ -254,12 +256,14 @@ def repeat_interleave(input, repeats, dim: int | None = None) -> Tensor:
             raise ValueError(f"repeat_interleave: repeats must be non-negative, got {counts}")
         picks = xp.repeat(xp.arange(x.shape[d]), counts)
     else:
-        counts = xp.asarray(counts)
+        counts = backend.to_numpy(counts) if backend.is_cuda_array(counts) else \
+            np.asarray(counts)
         if counts.shape != (x.shape[d],) or (counts.size and int(counts.min()) < 0):
             raise ValueError(f"repeat_interleave: repeats of shape {tuple(counts.shape)} "
                              f"must hold one non-negative count per element of dim {dim} "
                              f"(length {x.shape[d]})")
-        picks = xp.repeat(xp.arange(x.shape[d]), counts)
+        # the index list is made on the host: CuPy's repeat takes no array of counts
+        picks = xp.asarray(np.repeat(np.arange(x.shape[d]), counts))
     return getitem(x, (slice(None),) * d + (picks,))
 
 
