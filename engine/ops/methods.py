@@ -231,11 +231,11 @@ class TensorMethods:
     # ---------------------------------------------------------------- shapes
     def reshape(self, *shape_) -> Tensor:
         """``x.reshape(2, -1)`` or ``x.reshape((2, -1))``."""
-        return shape.reshape(self, shape._sizes(shape_))
+        return shape.reshape(self, shape.size_args(shape_))
 
     def view(self, *shape_) -> Tensor:
         """As :meth:`reshape` (arrays here reshape to views whenever NumPy can)."""
-        return shape.reshape(self, shape._sizes(shape_))
+        return shape.reshape(self, shape.size_args(shape_))
 
     def view_as(self, other) -> Tensor:
         return shape.reshape(self, other.shape)
@@ -249,7 +249,7 @@ class TensorMethods:
     def permute(self, *dims) -> Tensor:
         """``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``: axis i of the result is axis
         ``dims[i]`` of ``x``."""
-        return shape.permute(self, shape._sizes(dims))
+        return shape.permute(self, shape.size_args(dims))
 
     @property
     def T(self) -> Tensor:

@@ -122,10 +122,11 @@ class _Extremum(Function):
     reduce = "max"
 
     @classmethod
-    def forward(cls, ctx, x, axis=None, keepdims=False):
-        axes, n = _prepare(ctx, x, axis, cls.reduce)
+    def forward(cls, ctx, x, axis=None, keepdims=False, op=None):
+        op = op or cls.reduce
+        axes, n = _prepare(ctx, x, axis, op)
         if n == 0:
-            raise ValueError(f"{cls.reduce}: reducing over an empty axis of shape {x.shape}")
+            raise ValueError(f"{op}: reducing over an empty axis of shape {x.shape}")
         y = getattr(x, cls.reduce)(axis=axes, keepdims=keepdims)
         ctx.axes = axes
         ctx.save_for_backward(x, y)
@@ -259,14 +260,14 @@ def _all_if_empty(dim):
 def amax(input, dim=None, keepdim: bool = False) -> Tensor:
     """The maximum over ``dim`` (values only; ties share the gradient)."""
     return Max.apply(checks.tensor("amax", "input", input), axis=_all_if_empty(dim),
-                     keepdims=keepdim)
+                     keepdims=keepdim, op="amax")
 
 
 @numpy_names
 def amin(input, dim=None, keepdim: bool = False) -> Tensor:
     """The minimum over ``dim`` (values only; ties share the gradient)."""
     return Min.apply(checks.tensor("amin", "input", input), axis=_all_if_empty(dim),
-                     keepdims=keepdim)
+                     keepdims=keepdim, op="amin")
 
 
 def _along(op: str, x: Tensor, dim: int, keepdim: bool, pick):

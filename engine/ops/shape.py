@@ -40,13 +40,11 @@ class Transpose(Function):
     def forward(ctx, x, axes=None):
         if axes is None:
             axes = tuple(range(x.ndim))[::-1]
-        if len(axes) != x.ndim or not all(-x.ndim <= a < max(x.ndim, 1) for a in axes):
+        in_range = all(-x.ndim <= a < x.ndim for a in axes)
+        if not in_range or sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
             raise ValueError(f"permute: dims {axes} are not a permutation of the "
                              f"{x.ndim} axes of shape {x.shape}")
-        axes = tuple(a % x.ndim if x.ndim else a for a in axes)
-        if sorted(axes) != list(range(x.ndim)):
-            raise ValueError(f"permute: dims {axes} are not a permutation of the "
-                             f"{x.ndim} axes of shape {x.shape}")
+        axes = tuple(a % x.ndim for a in axes)
         ctx.inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
         return x.transpose(axes)
 
@@ -114,7 +112,7 @@ class ToDevice(Function):
         return backend.to_device(gy, ctx.source)
 
 
-def _sizes(sizes) -> tuple:
+def size_args(sizes) -> tuple:
     """``f(2, 3)`` and ``f((2, 3))`` alike: the varargs of view, reshape, expand, ..."""
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = sizes[0]
@@ -159,7 +157,7 @@ def reverse_dims(input) -> Tensor:
 
 def broadcast_to(input, size) -> Tensor:
     """Repeat along broadcast axes to ``size`` (a view; backward sums); -1 keeps a size."""
-    size = _sizes((size,))
+    size = size_args((size,))
     lead = len(size) - input.ndim
     if lead < 0:
         raise ValueError(f"expand: the {len(size)} sizes {size} are fewer than the "
@@ -173,7 +171,7 @@ def broadcast_to(input, size) -> Tensor:
 def expand(input, *sizes) -> Tensor:
     """``x.expand(4, -1, 3)``: broadcast to the given sizes, -1 keeping an axis as it is
     (a view: no copy; the gradient is summed back)."""
-    return broadcast_to(input, _sizes(sizes))
+    return broadcast_to(input, size_args(sizes))
 
 
 @numpy_names
