@@ -130,7 +130,17 @@ NEW = [
     ("flip", lambda lib, x: x.flip(0), [S]),
     ("where_method", lambda lib, x, y: x.where(x > 0, y), [S, S]),
     ("where_scalars", lambda lib, x: lib.where(x > 0, x, 0.0), [S]),
-    ("unbind_by_index", lambda lib, x: x[1], [S]),
+    ("index", lambda lib, x: x[1], [S]),
+    ("all_any", lambda lib, x: ((x > 0).all(dim=1), (x > 0).any(), lib.all(x > -9, 0, True)),
+     [S]),
+    ("tensor_split", lambda lib, x: x.tensor_split(3, dim=1), [(2, 5)]),
+    ("tensor_split_indices", lambda lib, x: lib.tensor_split(x, [1, 4], dim=1), [(2, 5)]),
+    ("swapdims", lambda lib, x: x.swapdims(0, -1), [B]),
+    ("exp_log_sqrt_abs", lambda lib, x: (x.exp(), x.abs().log(), x.abs().sqrt(), x.abs()),
+     [S]),
+    ("arithmetic_methods", lambda lib, x, y: (x.add(y, alpha=2), x.sub(y), x.mul(y),
+                                              x.div(y), x.abs().pow(y)), [S, S]),
+    ("cumsum_function", lambda lib, x: lib.cumsum(x, 0), [B]),
 ]
 
 CASES = CONFLICTS + NEW
