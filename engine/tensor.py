@@ -33,6 +33,18 @@ def _as_array(data, dtype, device):
     return arr
 
 
+def _arrays_in(value):
+    """``value`` with every Tensor in it (in lists, tuples and dicts too) as its array."""
+    if isinstance(value, Tensor):
+        return value.__array__()
+    if isinstance(value, (list, tuple)):
+        items = [_arrays_in(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _arrays_in(v) for k, v in value.items()}
+    return value
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
@@ -173,6 +185,26 @@ class Tensor:
 
     def tolist(self):
         return backend.to_numpy(self.data).tolist()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(t)``: the data itself on the CPU, a new array when ``dtype`` or
+        ``copy=True`` asks for one (NumPy 2's protocol). A CUDA tensor raises, as PyTorch's
+        does, rather than copy to the host behind the caller's back."""
+        data = self.data
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"can't convert a {self.device} tensor of shape {self.shape} to a "
+                            "NumPy array; move it to the host with .cpu() (or .numpy()) first")
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            if copy is False:
+                raise ValueError(f"__array__: converting {data.dtype} to {np.dtype(dtype)} "
+                                 "needs a copy, but copy=False was asked for")
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions (``np.mean(t)``, ``np.concatenate([t, u])``, ...) see each Tensor
+        as its array: their results are NumPy's, outside any graph."""
+        return func(*_arrays_in(args), **_arrays_in(kwargs))
 
     def __float__(self) -> float:
         return float(self.item())
