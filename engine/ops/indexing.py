@@ -126,8 +126,12 @@ class IndexAdd(Function):
 
 
 def getitem(x: Tensor, index) -> Tensor:
-    """``x[index]`` with NumPy's indexing rules."""
-    return GetItem.apply(x, index=prepare_index(backend.array_module(x.data), index))
+    """``x[index]`` with NumPy's indexing rules, a view of x wherever NumPy's is; also for
+    an all-integer index (a 0-d view, as PyTorch's ``x[i]``, where NumPy returns a copy)."""
+    index = prepare_index(backend.array_module(x.data), index)
+    if not any(k is Ellipsis for k in index):
+        index += (Ellipsis,)          # x[i, j, ...] is a 0-d view; x[i, j] a NumPy scalar
+    return GetItem.apply(x, index=index)
 
 
 def index_add(values, index, shape) -> Tensor:
