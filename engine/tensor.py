@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from engine import backend, dtypes
+from engine import backend, dtypes, versions
 
 
 def _as_array(data, dtype, device):
@@ -114,6 +114,12 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self._node is None
+
+    @property
+    def _version(self) -> int:
+        """How many in-place writes the memory of this tensor has had (PyTorch's
+        ``x._version``; shared by every tensor on the same memory, see engine.versions)."""
+        return versions.version(self.data)
 
     @property
     def grad_fn(self):
