@@ -27,6 +27,7 @@ from engine.function import (
 from engine.tensor import Tensor
 
 _versioned = versions.table   # empty while no live memory was ever written in place
+_writes = versions.writes     # unchanged since a node saved: nothing to check
 
 
 def _as_root_grad(t: Tensor, g, create_graph: bool):
@@ -103,7 +104,7 @@ def _run_node(node, grads, create_graph):
     gradient (or None) per input. Grad mode is set by the caller for the whole walk."""
     if node.saved is _RELEASED:
         raise freed_graph_error(node)
-    if _versioned and node.saved:
+    if _versioned and node.saved and node.saved_at != _writes[0]:
         check_saved_versions(node)
     if create_graph:
         if node.once_differentiable:
@@ -135,19 +136,19 @@ def _run_node(node, grads, create_graph):
 def check_saved_versions(node) -> None:
     """Raise if an array ``node`` saved for backward was written in place since (PyTorch's
     error): its gradient formula would read values that are no longer the forward's."""
-    recorded = node.saved_versions
+    at = node.saved_at
     for i, value in enumerate(node.saved):
         if not versions.is_array(value):
             continue
-        now = versions.version(value)
-        expected = 0 if recorded is None else recorded[i]
-        if now != expected:
+        now, later, exact = versions.written_since(value, at[i] if type(at) is tuple else at)
+        if later:
+            expected = f"{now - later}" if exact else f"{now - later} or lower"
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by "
                 f"an inplace operation: [{value.dtype} tensor of shape {tuple(value.shape)}]"
-                f"{_saved_origin(node, i)} is at version {now}; expected version "
-                f"{expected} instead (saved by {type(node).__name__} for its backward; "
-                "clone() it before the in-place op, or make the op out of place)"
+                f"{_saved_origin(node, i)} is at version {now}; expected version {expected} "
+                f"instead (saved by {type(node).__name__} for its backward; clone() it "
+                "before the in-place op, or make the op out of place)"
             )
 
 

@@ -51,6 +51,7 @@ from engine.tensor import Tensor
 
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
 _versioned = versions.table   # empty while no live memory was ever written in place
+_writes = versions.writes
 
 
 class _ThreadModes(threading.local):
@@ -237,7 +238,8 @@ class Function:
     out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
     saved_tags = None
-    saved_versions = None  # the version of each saved array when saved (None: all 0)
+    saved_at = None        # the write clock when saved (engine.versions); None: no live
+                           # memory had been written; a tuple: one clock per saved value
     retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
@@ -362,7 +364,7 @@ def _wrap_outputs(ctx, record: bool, arrays: list, raw):
 
 def _record_saved(ctx, inputs, raw, outputs) -> None:
     """Mark each saved value as input i, output i or a constant (for create_graph), and
-    record the version of each saved array (backward checks them).
+    note the write clock, against which backward checks that they were not written since.
 
     A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
     the output Tensor holds, so that it stays tied to the graph. This is the one place that
@@ -386,12 +388,12 @@ def _record_saved(ctx, inputs, raw, outputs) -> None:
         tags.append(tag)
     ctx.saved, ctx.saved_tags = tuple(values), tuple(tags)
     if _versioned:
-        ctx.saved_versions = versions.record(ctx.saved)
+        ctx.saved_at = _writes[0]
 
 
 def resave(ctx, old, new) -> None:
-    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity), recorded at the
-    version ``new`` has now; the other saved arrays keep the versions they were saved at.
+    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity), as saved now;
+    the other saved values keep the time they were saved at.
 
     What an in-place op does with the node that computed its values: the node keeps a copy
     of an input it saved before the input's memory is overwritten, and saves the written
@@ -400,10 +402,9 @@ def resave(ctx, old, new) -> None:
     saved = ctx.saved
     if not saved or saved is _RELEASED or not any(s is old for s in saved):
         return
-    recorded = ctx.saved_versions or (0,) * len(saved)
-    now = versions.version(new)
+    at = ctx.saved_at if type(ctx.saved_at) is tuple else (ctx.saved_at,) * len(saved)
     ctx.saved = tuple([new if s is old else s for s in saved])
-    ctx.saved_versions = tuple([now if s is old else v for s, v in zip(saved, recorded)])
+    ctx.saved_at = tuple([_writes[0] if s is old else t for s, t in zip(saved, at)])
 
 
 def _as_array(xp, value):

@@ -13,14 +13,21 @@ the engine (``x.add_(y)``, ``x[i] = v``, an optimizer's step, ...) to the memory
 lives in. Writes on the raw arrays (``x.data[...] = v``) bypass the engine and are not
 counted, as writes through ``.data`` are not counted in PyTorch.
 
-The table maps ``id(owner)`` to ``[version, weak reference to the owner]``. Only memory
-written at least once has an entry; it goes when the owner is freed, so an id reused by a
-later array starts again at version 0. While the table is empty (no live memory was ever
-written in place) recording and checking versions costs nothing.
+Saving costs one integer per node, not a look-up per array: all writes are numbered by one
+clock (``writes``), a node records the clock when it saves (``saved_at``), and every memory
+keeps the clock of its latest writes. Backward has nothing to check if the clock has not
+moved since the node saved; otherwise a saved array was modified if its memory was written
+after that time, and its version then was its version now less those later writes.
+
+The table maps ``id(owner)`` to ``[version, weak reference to the owner, clocks of the
+latest writes]``. Only memory written at least once has an entry; it goes when the owner is
+freed, so an id reused by a later array starts again at version 0. While the table is
+empty (no live memory was ever written in place) nodes record nothing at all.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import weakref
 
@@ -28,9 +35,13 @@ import numpy as np
 
 from engine import backend
 
-# id(owner) -> [version, weak reference to the owner]; read directly by the hot paths
-# of engine.function and engine.autograd, which only test whether it is empty.
+HISTORY = 32   # write clocks kept per memory: enough to name the exact version at saving
+
+# id(owner) -> [version, weak reference to the owner, clocks of its latest writes]; the
+# hot paths of engine.function and engine.autograd read it directly, testing if it is empty.
 table: dict = {}
+# [the clock: how many in-place writes there have been in all]
+writes = [0]
 
 
 def owner(array):
@@ -51,11 +62,16 @@ def bump(array) -> None:
     """Count one in-place write to the memory of ``array``."""
     own = owner(array)
     key = id(own)
+    writes[0] += 1
     entry = table.get(key)
     if entry is None:
-        table[key] = [1, weakref.ref(own, functools.partial(_forget, key))]
-    else:
-        entry[0] += 1
+        table[key] = [1, weakref.ref(own, functools.partial(_forget, key)), [writes[0]]]
+        return
+    entry[0] += 1
+    clocks = entry[2]
+    clocks.append(writes[0])
+    if len(clocks) > HISTORY:
+        del clocks[0]
 
 
 def _forget(key: int, ref) -> None:
@@ -65,13 +81,23 @@ def _forget(key: int, ref) -> None:
         del table[key]
 
 
+def written_since(array, clock) -> tuple:
+    """``(version now, writes after clock, exact)`` for the memory of ``array``.
+
+    ``clock`` None stands for a time when no live memory had been written (every write
+    came later). ``exact`` is False when more writes than :data:`HISTORY` came after the
+    clock: then there were at least that many.
+    """
+    entry = table.get(id(owner(array)))
+    if entry is None:
+        return 0, 0, True
+    now, _, clocks = entry
+    if clock is None:
+        return now, now, True
+    later = len(clocks) - bisect.bisect_right(clocks, clock)
+    return now, later, later < len(clocks) or len(clocks) == now
+
+
 def is_array(value) -> bool:
     """A NumPy or CuPy array (saved values may also be Python scalars, None, tuples)."""
-    return type(value) is np.ndarray or isinstance(value, np.ndarray) or \
-        backend.is_cuda_array(value)
-
-
-def record(values) -> tuple:
-    """The version of each array in ``values`` (0 for anything else), as backward will
-    compare them."""
-    return tuple([version(v) if is_array(v) else 0 for v in values])
+    return isinstance(value, np.ndarray) or backend.is_cuda_array(value)

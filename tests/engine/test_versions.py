@@ -44,13 +44,32 @@ def test_memory_never_written_costs_no_entry_and_no_record():
     assert not versions.table         # earlier tests' written memory is gone with them
     x = engine.tensor([1.0, 2.0], requires_grad=True)
     y = x.exp()
-    assert y.grad_fn.saved_versions is None
+    assert y.grad_fn.saved_at is None
     keep = engine.zeros(1)
     versions.bump(keep.data)
     z = x.exp()
-    assert z.grad_fn.saved_versions == (0,)
+    assert z.grad_fn.saved_at == versions.writes[0]
     (y + z).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp([1.0, 2.0]), rtol=1e-6)
+
+
+def test_the_version_at_saving_is_exact_up_to_the_history_kept():
+    x = engine.tensor([1.0, 2.0], requires_grad=True)
+    a = x * 1.0
+    for _ in range(3):
+        versions.bump(a.data)
+    y = a * a                         # saved at version 3
+    for _ in range(2):
+        versions.bump(a.data)
+    with pytest.raises(RuntimeError, match="at version 5; expected version 3 instead"):
+        y.sum().backward()
+    b = x * 1.0
+    y = b * b
+    for _ in range(versions.HISTORY + 3):
+        versions.bump(b.data)
+    with pytest.raises(RuntimeError, match=rf"at version {versions.HISTORY + 3}; expected "
+                                           rf"version 3 or lower instead"):
+        y.sum().backward()
 
 
 def test_writing_a_saved_input_after_saving_raises_naming_op_shape_and_versions():
