@@ -61,7 +61,10 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # a factor that is a Python number needs no gradient, so the other one is not kept
+        # (as in PyTorch, where x[0] = x[0] * 2 then does not invalidate the saved x[0])
+        ctx.save_for_backward(None if isinstance(b, (int, float)) else a,
+                              None if isinstance(a, (int, float)) else b)
         try:
             return a * b
         except ValueError:
@@ -84,12 +87,12 @@ class Div(Function):
             y = a / b
         except ValueError:
             raise _broadcast_error("div", a, b) from None
-        ctx.save_for_backward(a, b, y)
+        ctx.save_for_backward(b, None if isinstance(b, (int, float)) else y)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        a, b, y = ctx.saved_tensors
+        b, y = ctx.saved_tensors
         ga = sum_to(gy / b, ctx.input_shape(0)) if ctx.needs_input_grad[0] else None
         gb = sum_to(-gy * y / b, ctx.input_shape(1)) if ctx.needs_input_grad[1] else None
         return ga, gb
