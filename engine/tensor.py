@@ -226,13 +226,6 @@ class Tensor:
             raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(self.item())
 
-    def __setitem__(self, index, value):
-        raise TypeError(
-            "Tensor does not support item assignment (it would break the recorded graph); "
-            "build the result with engine.where / engine.concatenate, or edit .data "
-            "under no_grad"
-        )
-
     def __iter__(self):
         if self.data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
