@@ -140,7 +140,7 @@ def check_saved_versions(node) -> None:
     for i, value in enumerate(node.saved):
         if not versions.is_array(value):
             continue
-        now, later, exact = versions.written_since(value, at[i] if type(at) is tuple else at)
+        now, later, exact = versions.written_since(value, at)
         if later:
             expected = f"{now - later}" if exact else f"{now - later} or lower"
             raise RuntimeError(

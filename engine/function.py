@@ -239,7 +239,7 @@ class Function:
     saved = ()
     saved_tags = None
     saved_at = None        # the write clock when saved (engine.versions); None: no live
-                           # memory had been written; a tuple: one clock per saved value
+                           # memory had been written then
     retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
@@ -392,19 +392,14 @@ def _record_saved(ctx, inputs, raw, outputs) -> None:
 
 
 def resave(ctx, old, new) -> None:
-    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity), as saved now;
-    the other saved values keep the time they were saved at.
+    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity).
 
-    What an in-place op does with the node that computed its values: the node keeps a copy
-    of an input it saved before the input's memory is overwritten, and saves the written
-    memory in place of its own output (:mod:`engine.ops.inplace`).
+    What an in-place op does with the node that computed its values, when that node saved
+    the array about to be overwritten: it hands the node a private copy of the old values
+    (:mod:`engine.ops.inplace`). Nothing else refers to the copy, so the time the node
+    saved at holds for it too.
     """
-    saved = ctx.saved
-    if not saved or saved is _RELEASED or not any(s is old for s in saved):
-        return
-    at = ctx.saved_at if type(ctx.saved_at) is tuple else (ctx.saved_at,) * len(saved)
-    ctx.saved = tuple([new if s is old else s for s in saved])
-    ctx.saved_at = tuple([_writes[0] if s is old else t for s, t in zip(saved, at)])
+    ctx.saved = tuple([new if s is old else s for s in ctx.saved])
 
 
 def _as_array(xp, value):
