@@ -4,7 +4,8 @@
 Each function handles PyTorch's signature and makes one call to the engine, where the op
 lives (:mod:`engine.ops`: its Function, formula and checks); a function whose signature is
 PyTorch's already is the engine's own. Multi-head attention composes engine ops: the
-projections, the attention of :mod:`engine.ops.attention`, the output projection.
+projections, the attention of :mod:`engine.ops.attention`, the output projection. The
+losses (``F.cross_entropy``, ``F.mse_loss``, ...) are the functions of :mod:`losses`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from engine.ops.linalg import Linear, linear  # noqa: F401
 from engine.ops.norm import BatchNorm, batch_norm, layer_norm  # noqa: F401
 from engine.ops.pool import avg_pool2d, max_pool2d
 from engine.tensor import Tensor
+from losses.classification import (  # noqa: F401  (PyTorch's F.cross_entropy, ...)
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,
+)
+from losses.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss  # noqa: F401
 
 __all__ = [
     "linear", "relu", "gelu", "tanh", "sigmoid", "leaky_relu", "softmax", "log_softmax",
