@@ -121,8 +121,8 @@ def _records(op: str, x: Tensor, operands) -> bool:
             f"operation (shape {x.shape}); change its values under engine.no_grad(), or "
             "use the out-of-place op")
     if x.dtype.kind != "f":
-        raise TypeError(f"{op}: a {x.dtype} tensor can't take values that require grad "
-                        "(only floating-point tensors carry gradients)")
+        raise TypeError(f"{op}: the tensor is {x.dtype}; only a floating-point tensor can "
+                        "take values that require grad")
     if _shares_memory(x.data):
         raise RuntimeError(
             f"{op}: in-place operation, while recording a graph, on a view (shape {x.shape}) "

@@ -195,8 +195,8 @@ def test_errors_name_the_op_and_what_does_not_fit():
         x.copy_(engine.ones(2))
     with pytest.raises(TypeError, match="normal_: expects a floating-point tensor"):
         i.normal_()
-    with pytest.raises(TypeError, match=r"add_: a int64 tensor can't take values that "
-                                        r"require grad"):
+    with pytest.raises(TypeError, match=r"add_: the tensor is int64; only a floating-point "
+                                        r"tensor can take values that require grad"):
         i.add_(engine.ones(3, requires_grad=True))
     assert x._version == 0 and i._version == 0
 
