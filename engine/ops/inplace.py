@@ -181,8 +181,21 @@ def _rebase(op: str, x: Tensor, new: Tensor) -> Tensor:
         resave(node, data, data.copy())          # the old values that backward reads
     data[...] = new.data
     versions.bump(data)
-    x._node, x._index, x.requires_grad = node, new._index, new.requires_grad
+    _take_node(x, node, new._index)
     return x
+
+
+def _take_node(x: Tensor, node, index: int) -> None:
+    """x becomes output ``index`` of ``node`` (its grad_fn); a ``retain_grad()`` on x moves
+    along, so that ``x.grad`` is the gradient of its new values, as in PyTorch."""
+    old = x._node
+    retained = old is not None and old.retained is not None and \
+        any(ref() is x for _, ref in old.retained)
+    if retained:
+        old.retained = [(i, ref) for i, ref in old.retained if ref() is not x] or None
+    x._node, x._index, x.requires_grad = node, index, node is not None
+    if retained:
+        x.retain_grad()
 
 
 def _overwrite(op: str, x: Tensor, index, value) -> Tensor:
@@ -194,7 +207,7 @@ def _overwrite(op: str, x: Tensor, index, value) -> Tensor:
     if _records(op, x, (value,)):
         out = SetItem.apply(x, value, index=index, op=op)
         versions.bump(x.data)
-        x._node, x._index, x.requires_grad = out._node, 0, True
+        _take_node(x, out._node, 0)
         return x
     data = value.data if isinstance(value, Tensor) else value
     _check_devices(op, [x.data, data])

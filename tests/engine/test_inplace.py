@@ -201,6 +201,20 @@ def test_errors_name_the_op_and_what_does_not_fit():
     assert x._version == 0 and i._version == 0
 
 
+def test_retain_grad_follows_the_tensor_to_its_new_values():
+    grads = []
+    for lib in (engine, torch):
+        x = lib.tensor([1.0, -2.0, 3.0], requires_grad=True)
+        y = x * 2.0
+        y.retain_grad()
+        y.mul_(3.0)
+        y[0] = 0.5
+        (y * y).sum().backward()
+        grads.append((y.grad.numpy(), x.grad.numpy()))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
 def test_detach_makes_a_leaf_in_place():
     x = engine.tensor([1.0, 2.0], requires_grad=True)
     xt = torch.tensor([1.0, 2.0], requires_grad=True)
