@@ -245,6 +245,10 @@ def _ufunc(name: str):
     return raw
 
 
+_RAW = {name: _ufunc(name) for name in ("add", "subtract", "multiply", "divide", "power",
+                                        "negative", "exp", "tanh")}
+
+
 def _raw_sigmoid(xp, data):
     xp.copyto(data, stable_sigmoid(xp, data), casting="same_kind")
 
@@ -261,37 +265,37 @@ class InplaceMethods:
         """x ← x + α·other"""
         if alpha != 1:
             other = other * alpha
-        return _arith("add_", self, add, _ufunc("add"), other)
+        return _arith("add_", self, add, _RAW["add"], other)
 
     def sub_(self, other, *, alpha=1) -> Tensor:
         """x ← x - α·other"""
         if alpha != 1:
             other = other * alpha
-        return _arith("sub_", self, sub, _ufunc("subtract"), other)
+        return _arith("sub_", self, sub, _RAW["subtract"], other)
 
     def mul_(self, other) -> Tensor:
         """x ← x·other"""
-        return _arith("mul_", self, mul, _ufunc("multiply"), other)
+        return _arith("mul_", self, mul, _RAW["multiply"], other)
 
     def div_(self, other) -> Tensor:
         """x ← x / other"""
-        return _arith("div_", self, div, _ufunc("divide"), other)
+        return _arith("div_", self, div, _RAW["divide"], other)
 
     def pow_(self, exponent) -> Tensor:
         """x ← x ** exponent"""
-        return _arith("pow_", self, pow, _ufunc("power"), exponent)
+        return _arith("pow_", self, pow, _RAW["power"], exponent)
 
     def neg_(self) -> Tensor:
         """x ← -x"""
-        return _arith("neg_", self, neg, _ufunc("negative"))
+        return _arith("neg_", self, neg, _RAW["negative"])
 
     def exp_(self) -> Tensor:
         """x ← eˣ"""
-        return _arith("exp_", self, exp, _ufunc("exp"))
+        return _arith("exp_", self, exp, _RAW["exp"])
 
     def tanh_(self) -> Tensor:
         """x ← tanh(x)"""
-        return _arith("tanh_", self, tanh, _ufunc("tanh"))
+        return _arith("tanh_", self, tanh, _RAW["tanh"])
 
     def sigmoid_(self) -> Tensor:
         """x ← σ(x)"""
