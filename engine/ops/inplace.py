@@ -139,6 +139,8 @@ def _check_target(op: str, x: Tensor) -> None:
 
 def _check_broadcast(op: str, x: Tensor, other) -> None:
     shape = tuple(shape_of(other.data if isinstance(other, Tensor) else other))
+    if shape == x.shape or not shape:
+        return
     try:
         result = np.broadcast_shapes(x.shape, shape)
     except ValueError:
