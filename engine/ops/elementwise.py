@@ -16,6 +16,9 @@ from engine.function import Function
 from engine.ops.utils import shape_of, sum_to
 
 
+_NUMBERS = frozenset((int, float, bool))   # Function.apply makes NumPy scalars these
+
+
 def _broadcast_error(op, a, b):
     return ValueError(
         f"{op}: shapes {tuple(shape_of(a))} and {tuple(shape_of(b))} cannot be broadcast together"
@@ -63,8 +66,8 @@ class Mul(Function):
     def forward(ctx, a, b):
         # a factor that is a Python number needs no gradient, so the other one is not kept
         # (as in PyTorch, where x[0] = x[0] * 2 then does not invalidate the saved x[0])
-        ctx.save_for_backward(None if isinstance(b, (int, float)) else a,
-                              None if isinstance(a, (int, float)) else b)
+        ctx.save_for_backward(None if type(b) in _NUMBERS else a,
+                              None if type(a) in _NUMBERS else b)
         try:
             return a * b
         except ValueError:
@@ -87,7 +90,7 @@ class Div(Function):
             y = a / b
         except ValueError:
             raise _broadcast_error("div", a, b) from None
-        ctx.save_for_backward(b, None if isinstance(b, (int, float)) else y)
+        ctx.save_for_backward(b, None if type(b) in _NUMBERS else y)
         return y
 
     @staticmethod
