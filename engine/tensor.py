@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from engine import backend, dtypes
+from engine import backend, dtypes, versions
 
 
 def _as_array(data, dtype, device):
@@ -54,6 +54,18 @@ class Size(tuple):
 
     def __add__(self, other):
         return Size(tuple.__add__(self, tuple(other)))
+
+
+def _arrays_in(value):
+    """``value`` with every Tensor in it (in lists, tuples and dicts too) as its array."""
+    if isinstance(value, Tensor):
+        return value.__array__()
+    if isinstance(value, (list, tuple)):
+        items = [_arrays_in(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _arrays_in(v) for k, v in value.items()}
+    return value
 
 
 class Tensor:
@@ -144,6 +156,12 @@ class Tensor:
         return self._node is None
 
     @property
+    def _version(self) -> int:
+        """How many in-place writes the memory of this tensor has had (PyTorch's
+        ``x._version``; shared by every tensor on the same memory, see engine.versions)."""
+        return versions.version(self.data)
+
+    @property
     def grad_fn(self):
         """The node that produced this tensor (None for leaves)."""
         return self._node
@@ -211,21 +229,28 @@ class Tensor:
             )
         return self.data.reshape(()).item()
 
-    def __array__(self, dtype=None, copy=None):
-        """``np.asarray(x)``: the data as a NumPy array (NumPy 2's ``dtype`` and ``copy``
-        arguments). A tensor on a GPU raises, as in PyTorch: copy it with ``.cpu()`` or
-        ``.numpy()`` first."""
-        if backend.is_cuda_array(self.data):
-            raise TypeError(f"can't convert a {self.device} tensor to a NumPy array; use "
-                            ".cpu() or .numpy() to copy it to the host first")
-        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
-            raise ValueError(f"__array__: converting dtype {self.data.dtype} to "
-                             f"{np.dtype(dtype)} needs a copy, but copy=False")
-        data = self.data if dtype is None else self.data.astype(dtype, copy=False)
-        return data.copy() if copy and data is self.data else data
-
     def tolist(self):
         return backend.to_numpy(self.data).tolist()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(t)``: the data itself on the CPU, a new array when ``dtype`` or
+        ``copy=True`` asks for one (NumPy 2's protocol). A CUDA tensor raises, as PyTorch's
+        does, rather than copy to the host behind the caller's back."""
+        data = self.data
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"can't convert a {self.device} tensor of shape {self.shape} to a "
+                            "NumPy array; move it to the host with .cpu() (or .numpy()) first")
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            if copy is False:
+                raise ValueError(f"__array__: converting {data.dtype} to {np.dtype(dtype)} "
+                                 "needs a copy, but copy=False was asked for")
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions (``np.mean(t)``, ``np.concatenate([t, u])``, ...) see each Tensor
+        as its array: their results are NumPy's, outside any graph."""
+        return func(*_arrays_in(args), **_arrays_in(kwargs))
 
     def __float__(self) -> float:
         return float(self.item())
@@ -240,13 +265,6 @@ class Tensor:
         if self.data.dtype.kind not in "iu":
             raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(self.item())
-
-    def __setitem__(self, index, value):
-        raise TypeError(
-            "Tensor does not support item assignment (it would break the recorded graph); "
-            "build the result with engine.where / engine.concatenate, or edit .data "
-            "under no_grad"
-        )
 
     def __iter__(self):
         if self.data.ndim == 0:

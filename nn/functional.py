@@ -4,7 +4,8 @@
 Each function handles PyTorch's signature and makes one call to the engine, where the op
 lives (:mod:`engine.ops`: its Function, formula and checks); a function whose signature is
 PyTorch's already is the engine's own. Multi-head attention composes engine ops: the
-projections, the attention of :mod:`engine.ops.attention`, the output projection.
+projections, the attention of :mod:`engine.ops.attention`, the output projection. The
+losses (``F.cross_entropy``, ``F.mse_loss``, ...) are the functions of :mod:`losses`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from engine.ops.norm import BatchNorm, batch_norm, layer_norm  # noqa: F401
 from engine.ops.pool import avg_pool2d, max_pool2d
 from engine.ops.utils import numpy_names
 from engine.tensor import Tensor
+from losses.classification import (  # noqa: F401  (PyTorch's F.cross_entropy, ...)
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,
+)
+from losses.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss  # noqa: F401
 
 __all__ = [
     "linear", "relu", "gelu", "tanh", "sigmoid", "leaky_relu", "softmax", "log_softmax",
@@ -73,8 +78,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     (docs/formulas.md, F13 regularization).
 
     E[y] = x, so evaluation (``training=False``) is the identity. The mask comes from
-    :func:`engine.random.dropout_mask` (same seed, same mask on every device); p = 1 gives
-    zeros.
+    :func:`engine.random.dropout_mask`, drawn on the data's device (same seed, same mask
+    there); p = 1 gives zeros.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")

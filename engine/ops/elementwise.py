@@ -21,6 +21,9 @@ from engine.ops.utils import shape_of, sum_to
 from engine.tensor import Tensor
 
 
+_NUMBERS = frozenset((int, float, bool))   # Function.apply makes NumPy scalars these
+
+
 def _broadcast_error(op, a, b):
     return ValueError(
         f"{op}: shapes {tuple(shape_of(a))} and {tuple(shape_of(b))} cannot be broadcast together"
@@ -66,7 +69,10 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # a factor that is a Python number needs no gradient, so the other one is not kept
+        # (as in PyTorch, where x[0] = x[0] * 2 then does not invalidate the saved x[0])
+        ctx.save_for_backward(None if type(b) in _NUMBERS else a,
+                              None if type(a) in _NUMBERS else b)
         try:
             return a * b
         except ValueError:
@@ -89,12 +95,12 @@ class Div(Function):
             y = a / b
         except ValueError:
             raise _broadcast_error("div", a, b) from None
-        ctx.save_for_backward(a, b, y)
+        ctx.save_for_backward(b, None if type(b) in _NUMBERS else y)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        a, b, y = ctx.saved_tensors
+        b, y = ctx.saved_tensors
         ga = sum_to(gy / b, ctx.input_shape(0)) if ctx.needs_input_grad[0] else None
         gb = sum_to(-gy * y / b, ctx.input_shape(1)) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -360,3 +366,10 @@ def clamp(input, min=None, max=None) -> Tensor:
 
 
 clip = clamp
+
+
+def widen_half(x):
+    """A float16 tensor cast to float32 (differentiably); anything else, None included, as
+    it is. The fused ops compute half-precision data in float32, as PyTorch does: float16
+    reaches only 65504, so exp, sums of squares and normalizers would overflow."""
+    return x if x is None or x.dtype != np.float16 else astype(x, np.float32)

@@ -89,6 +89,8 @@ def scatter_add(target, index, values) -> None:
 class GetItem(Function):
     """y = x[index];  gx = zeros_like(x) with gy scatter-added at index"""
 
+    ctx_arrays = ("index",)
+
     @staticmethod
     def forward(ctx, x, index=()):
         ctx.index = index
@@ -110,6 +112,8 @@ class GetItem(Function):
 class IndexAdd(Function):
     """y = zeros(shape) with v scatter-added at index (the adjoint of getitem);  gv = gy[index]"""
 
+    ctx_arrays = ("index",)
+
     @staticmethod
     def forward(ctx, v, index=(), shape=()):
         ctx.index = index
@@ -123,8 +127,12 @@ class IndexAdd(Function):
 
 
 def getitem(x: Tensor, index) -> Tensor:
-    """``x[index]`` with NumPy's indexing rules."""
-    return GetItem.apply(x, index=prepare_index(backend.array_module(x.data), index))
+    """``x[index]`` with NumPy's indexing rules, a view of x wherever NumPy's is; also for
+    an all-integer index (a 0-d view, as PyTorch's ``x[i]``, where NumPy returns a copy)."""
+    index = prepare_index(backend.array_module(x.data), index)
+    if not any(k is Ellipsis for k in index):
+        index += (Ellipsis,)          # x[i, j, ...] is a 0-d view; x[i, j] a NumPy scalar
+    return GetItem.apply(x, index=index)
 
 
 def index_add(values, index, shape) -> Tensor:

@@ -124,11 +124,14 @@ def test_engine_softmax_and_tensor_method_route_through_dispatch():
         assert x.softmax()._node.impl is reference
 
 
-def test_other_dtypes_fall_back_to_reference():
+def test_other_dtypes_fall_back_to_reference_and_float16_softmax_runs_in_float32():
     x = leaf(np.ones((2, 3), dtype=np.float16))
     assert kernels.select(x.data) is reference
-    y = engine.softmax(x)
-    assert y._node.impl is reference and y.dtype == np.float16
+    out = engine.scaled_dot_product_attention(x, x, x)
+    assert out._node.impl is reference and out.dtype == np.float16
+    y = engine.softmax(x)                        # widened, the fused kernel, narrowed
+    inner = y._node.edges[0][0]
+    assert y.dtype == np.float16 and type(inner).__name__ == "Softmax" and inner.impl is cpu
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -75,7 +75,8 @@ FUSED_CASES = {
 if SIMULATED:     # collected only in the simulator's interpreter
     @pytest.mark.parametrize("dtype", [np.float64, np.float32])
     @pytest.mark.parametrize("name", list(FUSED_CASES))
-    def test_fused_cuda_kernels_on_device_arrays(simulated_cuda, name, dtype):
+    def test_fused_cuda_kernels_on_device_arrays(simulated_cuda, host_dropout_masks, name,
+                                                 dtype):
         fn, spec = FUSED_CASES[name]
         tol = dict(rtol=1e-9, atol=1e-11) if dtype == np.float64 else \
             dict(rtol=2e-4, atol=2e-5)
