@@ -16,6 +16,10 @@ An op is a subclass with two static methods that work on raw arrays (NumPy or Cu
             (y,) = ctx.saved_tensors
             return gy * y
 
+What backward needs goes through ``ctx.save_for_backward``; an array that is no function
+of the inputs (a dropout mask, class targets, index arrays) may be an attribute of ``ctx``
+named in the class's ``ctx_arrays``. Both are freed once backward used them.
+
 ``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
 mode is on and some input requires grad, records the call as a graph node: the instance
 (``ctx``) keeps one edge per input, ``(node, index, shape, dtype)``, naming where that
@@ -42,10 +46,12 @@ import weakref
 
 import numpy as np
 
-from engine import backend
+from engine import backend, versions
 from engine.tensor import Tensor
 
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
+_versioned = versions.table   # empty while no live memory was ever written in place
+_writes = versions.writes
 
 
 class _ThreadModes(threading.local):
@@ -182,6 +188,33 @@ def gradient_edge(t: Tensor) -> tuple:
     return t._node, t._index
 
 
+def _holds_array(value) -> bool:
+    """An array or a Tensor, or a tuple or list holding one (an index, say)."""
+    if isinstance(value, (tuple, list)):
+        return any(map(_holds_array, value))
+    return isinstance(value, (np.ndarray, Tensor)) or backend.is_cuda_array(value)
+
+
+def release_saved(node) -> None:
+    """Free what forward kept for backward, once a backward without retain_graph used it:
+    the saved values, and the arrays held by the attributes the class names in
+    ``ctx_arrays`` (a dropout mask, class targets, index arrays).
+
+    A graph lives as long as one of its outputs (a training loop that keeps every loss
+    keeps every step's graph), so what it keeps after backward must not grow with the
+    data. A node left with nothing of the kind (a slice for an index, say) can run
+    backward again, as in PyTorch; another raises :func:`freed_graph_error`.
+    """
+    released = bool(node.saved)
+    attributes = node.__dict__
+    for name in node.ctx_arrays:
+        if _holds_array(attributes.get(name)):
+            del attributes[name]
+            released = True
+    if released:
+        node.saved = _RELEASED
+
+
 def freed_graph_error(node) -> RuntimeError:
     """The "backward twice" error, for a node whose saved arrays a backward freed."""
     return RuntimeError(
@@ -205,12 +238,19 @@ class Function:
     out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
     saved_tags = None
+    saved_at = None        # the write clock when saved (engine.versions); None: no live
+                           # memory had been written then
     retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
     # Ops whose backward uses values that are not differentiable functions of the inputs
     # and outputs (fused kernels) set this; create_graph through them raises.
     once_differentiable = False
+
+    # Names of attributes that forward sets on ctx to hold arrays for backward outside
+    # save_for_backward (a dropout mask, class targets, index arrays): freed with the
+    # saved values after backward (release_saved), so a kept output keeps none of them.
+    ctx_arrays = ()
 
     @staticmethod
     def forward(ctx, *arrays, **params):
@@ -221,7 +261,8 @@ class Function:
         raise NotImplementedError("a Function subclass must define backward(ctx, *grads)")
 
     def save_for_backward(self, *values) -> None:
-        """Keep arrays (or scalars) that backward needs; freed after backward runs."""
+        """Keep arrays (or scalars) that backward needs; freed after backward runs (as are
+        the attributes named in ``ctx_arrays``)."""
         self.saved = values
 
     def input_shape(self, i: int) -> tuple:
@@ -322,7 +363,8 @@ def _wrap_outputs(ctx, record: bool, arrays: list, raw):
 
 
 def _record_saved(ctx, inputs, raw, outputs) -> None:
-    """Mark each saved value as input i, output i or a constant (for create_graph).
+    """Mark each saved value as input i, output i or a constant (for create_graph), and
+    note the write clock, against which backward checks that they were not written since.
 
     A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
     the output Tensor holds, so that it stays tied to the graph. This is the one place that
@@ -345,6 +387,19 @@ def _record_saved(ctx, inputs, raw, outputs) -> None:
         values.append(s)
         tags.append(tag)
     ctx.saved, ctx.saved_tags = tuple(values), tuple(tags)
+    if _versioned:
+        ctx.saved_at = _writes[0]
+
+
+def resave(ctx, old, new) -> None:
+    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity).
+
+    What an in-place op does with the node that computed its values, when that node saved
+    the array about to be overwritten: it hands the node a private copy of the old values
+    (:mod:`engine.ops.inplace`). Nothing else refers to the copy, so the time the node
+    saved at holds for it too.
+    """
+    ctx.saved = tuple([new if s is old else s for s in ctx.saved])
 
 
 def _as_array(xp, value):

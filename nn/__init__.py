@@ -1,4 +1,6 @@
-"""Neural-network layers with PyTorch's constructor arguments, defaults and state_dict keys."""
+"""Neural-network layers with PyTorch's constructor arguments, defaults and state_dict keys;
+the loss classes of :mod:`losses` and, in :mod:`nn.utils`, gradient clipping, where
+PyTorch users look for them."""
 # ruff: noqa: F401  (this file is the list of what ``nn`` exports)
 
 from nn.module import Module, Parameter
@@ -17,3 +19,8 @@ from nn.transformer import (
     TransformerEncoderLayer,
 )
 from nn.positional import PositionalEncoding
+from nn import utils
+from losses.modules import (
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss,
+    SmoothL1Loss,
+)

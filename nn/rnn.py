@@ -310,10 +310,10 @@ class RNNBase(Module):
                 outs.append(out)
                 for acc, s in zip(finals, states):
                     acc.append(s)
-            x = outs[0] if D == 1 else engine.concatenate(outs, axis=-1)   # (T, B, D·H)
+            x = outs[0] if D == 1 else engine.cat(outs, dim=-1)   # (T, B, D·H)
             if self.dropout > 0 and self.training and layer < L - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        finals = [engine.stack(acc, axis=0) for acc in finals]          # (L·D, B, H)
+        finals = [engine.stack(acc, dim=0) for acc in finals]          # (L·D, B, H)
         if not batched:
             x = x.reshape(T, D * H)
             finals = [s.reshape(L * D, H) for s in finals]

@@ -25,6 +25,8 @@ class Embedding(Function):
     each contribution is divided by how often its index occurs in ``idx``.
     """
 
+    ctx_arrays = ("idx",)
+
     @staticmethod
     def forward(ctx, W, idx, padding_idx=None, scale_grad_by_freq=False):
         ctx.idx, ctx.num = idx, W.shape[0]

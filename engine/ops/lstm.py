@@ -36,7 +36,7 @@ import numpy as np
 from engine import kernels, threads
 from engine.function import Function
 from engine.ops.rnn import fusable, lstm_cell_reference, unbind
-from engine.ops.shape import stack
+from engine.ops.join import stack
 from engine.tensor import Tensor
 
 # Per-step products up to this many multiply-adds run BLAS on one thread: splitting a small
@@ -61,7 +61,7 @@ def lstm_sequence_reference(x: Tensor, h0: Tensor, c0: Tensor, W_ih: Tensor, W_h
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h, c = lstm_cell_reference(steps[t], h @ W_hh_T, c)
         hs[t] = h
-    return stack(hs, axis=0), h, c
+    return stack(hs, dim=0), h, c
 
 
 def step_threads(xp, rows: int, W):

@@ -26,7 +26,7 @@ from engine import kernels
 from engine.function import Function
 from engine.kernels import reference
 from engine.ops.activation import relu, sigmoid, tanh
-from engine.ops.shape import Split, stack
+from engine.ops.join import chunk, stack
 from engine.tensor import Tensor
 
 
@@ -53,7 +53,7 @@ def unbind(x: Tensor) -> tuple:
 def gates(a: Tensor, n: int) -> tuple:
     """The n gate blocks of a (B, n·H) pre-activation, each (B, H): one op, n equal
     sections of the last axis."""
-    return Split.apply(a, indices_or_sections=n, axis=-1)
+    return chunk(a, n, dim=-1)
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -173,4 +173,4 @@ def recurrent_sequence(x: Tensor, h0: Tensor, W_ih: Tensor, W_hh: Tensor,
         else:
             h = rnn_cell(steps[t], ha, "tanh" if mode == "RNN_TANH" else "relu")
         hs[t] = h
-    return stack(hs, axis=0), h
+    return stack(hs, dim=0), h
