@@ -75,8 +75,8 @@ def test_gradients_through_the_short_path_equal_apply(op, cls):
 
 
 def test_short_path_skips_apply_only_for_plain_inputs(monkeypatch):
-    """Function.apply is not called for Tensors of NumPy arrays and Python numbers; NumPy
-    scalars, bools, arrays and lists go through it."""
+    """Function.apply is not called for floating Tensors of NumPy arrays and Python numbers;
+    NumPy scalars, bools and arrays go through it, and a list is refused (as PyTorch does)."""
     calls = []
     real = Function.apply.__func__
 
@@ -89,10 +89,12 @@ def test_short_path_skips_apply_only_for_plain_inputs(monkeypatch):
     y = x + x
     y = 2.0 * (y - 1) / x
     assert calls == []
-    for other in (np.float64(2.0), True, np.ones(2, np.float32), [1.0, 2.0]):
+    for other in (np.float64(2.0), True, np.ones(2, np.float32)):
         out = x * other
         np.testing.assert_array_equal(out.numpy(), x.numpy() * other)
-    assert calls == ["Mul"] * 4
+    assert calls == ["Mul"] * 3
+    with pytest.raises(TypeError, match="got list"):
+        x * [1.0, 2.0]
     assert (x * np.float64(2.0)).dtype == np.float32
 
 
