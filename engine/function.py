@@ -22,10 +22,11 @@ named in the class's ``ctx_arrays``. Both are freed once backward used them.
 
 ``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
 mode is on and some input requires grad, records the call as a graph node: the instance
-(``ctx``) keeps one edge per input, ``(node, index, shape, dtype)``, naming where that
-input's gradient goes (output ``index`` of the node that produced the input, or the leaf's
-:class:`AccumulateGrad`, index 0) and the shape and dtype it must have; None for an input
-that needs no gradient. Nodes point only backward: an output owns its creator and never the
+(``ctx``) keeps a tuple ``edges`` of one edge per input, ``(node, index, shape, dtype)``,
+naming where that input's gradient goes (output ``index`` of the node that produced the
+input, or the leaf's :class:`AccumulateGrad`, index 0) and the shape and dtype it must
+have; None for an input that needs no gradient (``needs_input_grad``, a tuple of bools,
+says which, as in PyTorch). Nodes point only backward: an output owns its creator and never the
 reverse, so a graph is freed by reference counting alone.
 
 Each backward formula is written once. For first-order gradients it runs on raw arrays with
@@ -46,10 +47,12 @@ import weakref
 
 import numpy as np
 
-from engine import backend
+from engine import backend, versions
 from engine.tensor import Tensor
 
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
+_versioned = versions.table   # empty while no live memory was ever written in place
+_writes = versions.writes
 
 
 class _ThreadModes(threading.local):
@@ -236,6 +239,8 @@ class Function:
     out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
     saved_tags = None
+    saved_at = None        # the write clock when saved (engine.versions); None: no live
+                           # memory had been written then
     retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
@@ -313,8 +318,8 @@ class Function:
         if not plain:
             ctx.xp = _check_devices(cls.__name__, arrays)
         if record:
-            ctx.edges = edges
-            ctx.needs_input_grad = needs
+            ctx.edges = tuple(edges)
+            ctx.needs_input_grad = tuple(needs)
         if params:
             raw = cls.forward(ctx, *arrays, **params)
         elif len(arrays) == 2:    # direct calls: CPython's f(*arrays) costs ~60 ns more
@@ -335,6 +340,68 @@ class Function:
             t._index = 0
             return t
         return _wrap_outputs(ctx, record, arrays, raw)
+
+
+_NEEDS_PAIR = (((False, False), (False, True)), ((True, False), (True, True)))
+
+
+def apply_pair(cls, a, b, general):
+    """``general(a, b)`` for the operators (``x + y``, ``x * 2.0``, ...), where ``general``
+    is the op's function (``elementwise.add``: dtype promotion, checks, then
+    ``cls.apply``): the same result, node and errors, with less Python on the way in the
+    common case, floating Tensors of one dtype holding NumPy arrays, or one such Tensor and
+    a Python float or int, which need no promotion. Anything else goes to ``general``.
+
+    The node holds what ``apply`` gives it: ``edges`` (an edge or None per input) and
+    ``needs_input_grad``, here one of four shared tuples (nothing allocated).
+    """
+    kind = type(a)
+    if kind is float or kind is int:
+        da, ra = a, False
+    elif isinstance(a, Tensor) and type(a.data) is _ndarray:
+        da, ra = a.data, a.requires_grad
+    else:
+        return general(a, b)
+    kind = type(b)
+    if kind is float or kind is int:
+        db, rb = b, False
+    elif isinstance(b, Tensor) and type(b.data) is _ndarray:
+        db, rb = b.data, b.requires_grad
+    else:
+        return general(a, b)
+    if type(da) is _ndarray:
+        dtype = da.dtype
+        if dtype.kind != "f" or (type(db) is _ndarray and db.dtype != dtype):
+            return general(a, b)
+    elif type(db) is not _ndarray or db.dtype.kind != "f":
+        return general(a, b)
+    ctx = _new_object(cls)
+    record = (ra or rb) and _modes.grad_enabled
+    if record:
+        if ra:
+            node = a._node
+            ea = ((node, a._index, da.shape, da.dtype) if node is not None
+                  else (grad_accumulator(a), 0, da.shape, da.dtype))
+        else:
+            ea = None
+        if rb:
+            node = b._node
+            eb = ((node, b._index, db.shape, db.dtype) if node is not None
+                  else (grad_accumulator(b), 0, db.shape, db.dtype))
+        else:
+            eb = None
+        ctx.edges = (ea, eb)
+        ctx.needs_input_grad = _NEEDS_PAIR[ra][rb]
+    raw = cls.forward(ctx, da, db)
+    if type(raw) is _ndarray and not _anomaly_threads and not (record and ctx.saved):
+        t = _new_object(Tensor)           # as in apply: Tensor._make inlined
+        t.data = raw
+        t.grad = None
+        t.requires_grad = record
+        t._node = ctx if record else None
+        t._index = 0
+        return t
+    return _wrap_outputs(ctx, record, [da, db], raw)
 
 
 def _wrap_outputs(ctx, record: bool, arrays: list, raw):
@@ -359,7 +426,8 @@ def _wrap_outputs(ctx, record: bool, arrays: list, raw):
 
 
 def _record_saved(ctx, inputs, raw, outputs) -> None:
-    """Mark each saved value as input i, output i or a constant (for create_graph).
+    """Mark each saved value as input i, output i or a constant (for create_graph), and
+    note the write clock, against which backward checks that they were not written since.
 
     A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
     the output Tensor holds, so that it stays tied to the graph. This is the one place that
@@ -382,6 +450,19 @@ def _record_saved(ctx, inputs, raw, outputs) -> None:
         values.append(s)
         tags.append(tag)
     ctx.saved, ctx.saved_tags = tuple(values), tuple(tags)
+    if _versioned:
+        ctx.saved_at = _writes[0]
+
+
+def resave(ctx, old, new) -> None:
+    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity).
+
+    What an in-place op does with the node that computed its values, when that node saved
+    the array about to be overwritten: it hands the node a private copy of the old values
+    (:mod:`engine.ops.inplace`). Nothing else refers to the copy, so the time the node
+    saved at holds for it too.
+    """
+    ctx.saved = tuple([new if s is old else s for s in ctx.saved])
 
 
 def _as_array(xp, value):

@@ -206,4 +206,4 @@ def dropout_mask(shape: tuple, p: float, dtype, device: str):
         with backend.cupy_module().cuda.Device(int(device[5:])):
             uniforms = gen.random(shape, dtype=np.float32)
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
-    return ((uniforms >= np.float32(p)) * dtype.type(scale)).astype(dtype)
+    return (uniforms >= np.float32(p)) * dtype.type(scale)   # bool * dtype scalar: dtype

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import sys
 import types
+import weakref
 
 import numpy as np
 
 NAMES_USED: set = set()
+# id(NumPy array) -> the live fake array wrapping it, so that ``.base`` is one object
+_WRAPPERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 SYNC_CALLS = [0]     # how often a stream or device was synchronized
 DEVICE_COUNT = 1
 
@@ -175,13 +178,15 @@ class ndarray:
     """A device array of the fake CuPy (see the module docstring)."""
 
     __module__ = "cupy._fake"
-    __slots__ = ("_a", "__weakref__")
+    __slots__ = ("_a", "_base", "__weakref__")
     __hash__ = None
 
     def __init__(self, a):
         if not isinstance(a, np.ndarray) or type(a) is not np.ndarray:
             raise TypeError(f"fake cupy.ndarray wraps a NumPy array, got {type(a)}")
         self._a = a
+        self._base = None
+        _WRAPPERS[id(a)] = self
 
     # ------------------------------------------------------------ host <-> device
     def get(self, stream=None, order="C", out=None, blocking=True):
@@ -236,8 +241,15 @@ class ndarray:
 
     @property
     def base(self):
+        """The device array whose memory this view uses: the same object every time, the
+        one the caller holds if it is alive, as in CuPy (version counters key on it)."""
         b = self._a.base
-        return ndarray(b) if type(b) is np.ndarray else None
+        if type(b) is not np.ndarray:
+            return None
+        if self._base is None or self._base._a is not b:
+            live = _WRAPPERS.get(id(b))
+            self._base = live if live is not None and live._a is b else ndarray(b)
+        return self._base
 
     # ------------------------------------------------------------ Python protocol
     def __len__(self):

@@ -23,6 +23,12 @@ backward uses saved intermediates): under ``create_graph`` they ask for
 probabilities 0 and an output of 0 on every implementation, never NaN; a NaN score that
 takes part makes its query's row NaN on every implementation, as in the formula.
 
+The LSTM and GRU steps (:mod:`~engine.kernels.cpu_rnn`, :mod:`~engine.kernels.cpu_gru`,
+:mod:`~engine.kernels.cuda_rnn`) and the embedding's gradient
+(:mod:`~engine.kernels.cpu_embedding`, CPU only) are served by the same switch; their
+reference twins are engine ops (:mod:`engine.ops.rnn`, :mod:`engine.ops.lstm`,
+:mod:`engine.ops.gru`) and the scatter-add of :mod:`engine.ops.indexing`.
+
 This package holds array code only: it imports nothing from :mod:`engine.ops`.
 """
 

@@ -14,6 +14,8 @@ are in :mod:`engine.kernels.reference`.
 
 from __future__ import annotations
 
+import itertools
+
 import numba
 import numpy as np
 from numba import njit
@@ -173,9 +175,23 @@ def backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra, needs
 
 
 def _over_heads(work, n_heads: int, head_size: int) -> None:
-    """Run ``work(lo, hi)`` over head ranges on ``numba.get_num_threads()`` threads; inline
-    when the work is small or BLAS cannot be held to one thread per worker."""
+    """Run ``work(lo, hi)`` over every head on ``numba.get_num_threads()`` threads; inline
+    when the work is small or BLAS cannot be held to one thread per worker.
+
+    The threads claim heads one at a time from a shared counter instead of taking fixed
+    ranges: on a machine whose cores are shared, a worker the scheduler starts late finds
+    the heads already done by the others, rather than making them wait for its half."""
     n_threads = min(numba.get_num_threads(), n_heads)
-    if n_threads < 2 or n_heads * head_size < 1 << 15 or \
-            not threads.run_split(work, n_heads, n_threads):
+    if n_threads < 2 or n_heads * head_size < 1 << 15:
         work(0, n_heads)
+        return
+    counter = itertools.count()         # next() on it is atomic: each head claimed once
+
+    def claim(_lo: int, _hi: int) -> None:
+        r = next(counter)
+        while r < n_heads:
+            work(r, r + 1)
+            r = next(counter)
+
+    if not threads.run_split(claim, n_threads, n_threads):
+        claim(0, n_heads)

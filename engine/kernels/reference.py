@@ -18,7 +18,7 @@ from engine import backend
 # ---------------------------------------------------------------- softmax, log-softmax
 def log_softmax(xp, x, axis: int):
     """x - m - log Σ exp(x - m) along ``axis``, m the max (arrays or Tensors)."""
-    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
@@ -28,7 +28,7 @@ def softmax_forward(xp, x, axis: int, log: bool):
         return xp.empty_like(x)
     if log:
         return log_softmax(xp, x, axis)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
@@ -147,7 +147,7 @@ def attention_probs(xp, q, k, bias, allowed, scale: float):
         return s
     if allowed is not None:
         s = xp.where(allowed, s, float("-inf"))
-    m = s.max(axis=-1, keepdims=True)
+    m = xp.max(s, axis=-1, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)
     e = xp.exp(s - m)
     z = e.sum(axis=-1, keepdims=True)

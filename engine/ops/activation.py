@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from engine import backend
 from engine.function import Function
 
@@ -64,6 +66,14 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
+        if ctx.xp is np:
+            # gy · 1[y > 0] as a product: NumPy's where, on a mask that is True at random,
+            # mispredicts a branch per element and takes 3x as long. The product differs
+            # only where gy is inf or NaN (NaN, not 0, at y = 0): then where decides.
+            with np.errstate(invalid="ignore"):            # inf · 0: the case sent to where
+                gx = gy * (y > 0)
+            if np.isfinite(gx).all():
+                return gx
         return ctx.xp.where(y > 0, gy, 0.0)
 
 

@@ -14,7 +14,7 @@ from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
 from engine.ops.elementwise import astype, widen_half
-from engine.ops.shape import reshape, transpose
+from engine.ops.shape import permute, reshape
 from engine.tensor import Tensor
 
 
@@ -23,7 +23,7 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     (NaN for no elements, as PyTorch)."""
     if reduction == "none":
         return loss
-    if reduction == "sum" or loss.size == 0:
+    if reduction == "sum" or loss.numel() == 0:
         return loss.sum() if reduction == "sum" else loss.sum() * float("nan")
     return loss.mean()
 
@@ -100,7 +100,7 @@ def cross_entropy(input, target, ignore_index: int = -100, label_smoothing: floa
     if x.ndim == 1:                                 # (C,) -> (1, C)
         x = reshape(x, (1, c))
     elif x.ndim > 2:                                # (N, C, d...) -> (N·d..., C)
-        x = reshape(transpose(x, (0,) + tuple(range(2, x.ndim)) + (1,)), (-1, c))
+        x = reshape(permute(x, (0,) + tuple(range(2, x.ndim)) + (1,)), (-1, c))
     t = t.reshape(-1).astype(np.int64, copy=False)
     checks.class_range(op, t, c, ignore_index)
     loss = CrossEntropy.apply(widen_half(x), t, ignore_index=int(ignore_index),
@@ -174,7 +174,7 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     if tuple(y.shape) != tuple(x.shape):
         raise ValueError(f"{op}: target size {tuple(y.shape)} must be the same as the input "
                          f"size {tuple(x.shape)}")
-    if x.size and (bool((x.data < 0).any()) or bool((x.data > 1).any())):
+    if x.numel() and (bool((x.data < 0).any()) or bool((x.data > 1).any())):
         raise ValueError(f"{op}: all elements of input should be between 0 and 1 (got range "
                          f"[{float(x.data.min())}, {float(x.data.max())}]); use "
                          "binary_cross_entropy_with_logits for logits")

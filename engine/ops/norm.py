@@ -13,7 +13,8 @@ import numpy as np
 from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
-from engine.ops.elementwise import astype, sqrt, widen_half
+from engine.ops.elementwise import astype, widen_half
+from engine.ops.unary import sqrt
 from engine.tensor import Tensor
 
 
@@ -144,7 +145,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"{C} channels of input {input.shape}")
     cshape = (1, C) + (1,) * (input.ndim - 2)
     if training:
-        n = input.size // C
+        n = input.numel() // C
         if n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {tuple(input.shape)}")

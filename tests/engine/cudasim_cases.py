@@ -67,7 +67,7 @@ def test_softmax_extremes_and_other_axis():
     x = np.array([[1e4, -1e4, 0.0, 1e4, 3.0], [-np.inf, 0.0, -np.inf, 1.0, -200.0]])
     check(engine.softmax, [x])
     check(engine.log_softmax, [np.where(np.isinf(x), -50.0, x)])
-    check(lambda a: engine.softmax(a, axis=0), [x[:, :3].T.copy()])
+    check(lambda a: engine.softmax(a, dim=0), [x[:, :3].T.copy()])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -166,7 +166,8 @@ def test_std_and_var_of_a_constant_have_gradient_zero(case, dtype):
     defined as 0 (PyTorch's choice), so no NaN reaches the gradient."""
     x = np.full((3, 4), 2.5, dtype=dtype)
     x[1] = np.arange(4, dtype=dtype)                       # one row that varies
-    kw = {"all": dict(ddof=1), "axis": dict(axis=1, ddof=1), "single": dict(axis=1)}[case]
+    kw = {"all": dict(correction=1), "axis": dict(dim=1, correction=1),
+          "single": dict(dim=1, correction=0)}[case]
     if case == "single":
         x = x[:, :1].copy()                                # one element per row, ddof 0
     if case == "all":
@@ -175,7 +176,7 @@ def test_std_and_var_of_a_constant_have_gradient_zero(case, dtype):
         t = leaf(x)
         with engine.detect_anomaly():
             y = getattr(t, method)(**kw)
-            y.backward(engine.Tensor(np.linspace(1.0, 2.0, y.size).reshape(y.shape)
+            y.backward(engine.Tensor(np.linspace(1.0, 2.0, y.numel()).reshape(y.shape)
                                      .astype(dtype)))
         assert t.grad.dtype == dtype and np.isfinite(t.grad.data).all()
         constant_rows = np.ptp(x, axis=1) == 0 if case != "all" else np.ones(3, bool)

@@ -52,7 +52,7 @@ _kpm = np.array([[False, False, True], [False, False, False]])
 
 FUSED_CASES = {
     "softmax": (lambda x: engine.softmax(x), [(3, 5)]),
-    "log_softmax_axis0": (lambda x: engine.log_softmax(x, axis=0), [(4, 3)]),
+    "log_softmax_dim0": (lambda x: engine.log_softmax(x, dim=0), [(4, 3)]),
     "cross_entropy": (lambda x: losses.cross_entropy(
         x, engine.tensor([4, -100, 0], device=x.device), label_smoothing=0.2), [(3, 5)]),
     "cross_entropy_none": (lambda x: losses.cross_entropy(
@@ -100,7 +100,7 @@ def test_fused_cuda_path_under_the_simulator():
 
 def test_unused_outputs_get_zero_gradients_on_the_device(cuda):
     x = engine.randn(4, 3, device="cuda", requires_grad=True)
-    engine.split(x * 2.0, 2)[0].sum().backward()       # no output of split is alive
+    engine.chunk(x * 2.0, 2)[0].sum().backward()       # no output of chunk is alive
     on_gpu(x.grad)
     np.testing.assert_array_equal(x.grad.numpy(), np.repeat([[2.0], [0.0]], 2, axis=0)
                                   * np.ones((4, 3), np.float32))

@@ -199,7 +199,7 @@ def test_nll_of_log_softmax_is_cross_entropy():
     x = _t(r.standard_normal((6, 4)))
     t = r.integers(0, 4, size=6)
     np.testing.assert_allclose(
-        losses.nll_loss(engine.log_softmax(x, axis=1), t, reduction="none").numpy(),
+        losses.nll_loss(engine.log_softmax(x, dim=1), t, reduction="none").numpy(),
         losses.cross_entropy(x, t, reduction="none").numpy(), rtol=1e-13)
 
 
