@@ -68,7 +68,7 @@ def _cases(smoke: bool) -> list[dict]:
     cases = []
     n, c = s["softmax"]
     cases.append(dict(kernel="softmax", shape=f"{n}x{c}", arrays=[rng.standard_normal((n, c))],
-                      ours=lambda e, x: e.softmax(x, axis=-1),
+                      ours=lambda e, x: e.softmax(x, dim=-1),
                       theirs=lambda t, x: t.softmax(x, dim=-1),
                       bytes_f=2 * n * c * 4, bytes_fb=5 * n * c * 4))
     n, c = s["ce"]

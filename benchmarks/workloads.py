@@ -88,7 +88,7 @@ def build_model(nn, arange, name: str, scale: float):
             def forward(self, tokens):
                 pos = arange(tokens.shape[1], device=tokens.device)
                 h = self.encoder(self.embedding(tokens) + self.positions(pos))
-                return self.head(h.mean(axis=1))
+                return self.head(h.mean(dim=1))
 
         return TransformerClassifier()
     flat = z["c2"] * (z["size"] // 4) ** 2

@@ -9,35 +9,47 @@
 """
 
 from engine import memory  # noqa: F401  (freed host memory kept for reuse, see its docstring)
-from engine.tensor import Tensor
+from engine.tensor import Size, Tensor
 from engine.function import (
     Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
 )
 from engine.autograd import backward, grad
-from engine.backend import cuda_is_available, synchronize
-from engine.dtypes import get_default_dtype, set_default_dtype
+from engine.backend import cuda_is_available, device, synchronize
+from engine.dtypes import (
+    bool_, double, float16, float32, float64, get_default_dtype, half, int8, int16,
+    int32, int64, long, promote_types, result_type, set_default_dtype, short, uint8,
+)
 from engine.random import (
     Generator, default_generator, get_rng_state, initial_seed, manual_seed, set_rng_state,
 )
 from engine.factory import (
-    arange, empty, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
-    randint, randn, randperm, tensor, zeros, zeros_like,
+    arange, empty, empty_like, eye, from_numpy, full, full_like, linspace, multinomial,
+    ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like, randperm,
+    tensor, zeros, zeros_like,
 )
 from engine.ops.elementwise import (
-    abs, add, clip, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub,
+    add, clamp, clip, div, maximum, minimum, mul, neg, pow, sub,
 )
+from engine.ops.unary import abs, cos, exp, log, sin, sqrt
 from engine.ops.activation import erf, gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from engine.ops.compare import (
-    equal, greater, greater_equal, isfinite, isnan, less, less_equal, logical_and,
-    logical_not, logical_or, not_equal, one_hot, sign, where,
+    eq, equal, ge, greater, greater_equal, gt, isfinite, isnan, le, less, less_equal,
+    logical_and, logical_not, logical_or, lt, ne, not_equal, one_hot, sign, where,
 )
-from engine.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
+from engine.ops.reduce import (
+    all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean, min, std, sum, var,
+)
 from engine.ops.shape import (
-    broadcast_to, concatenate, expand_dims, flatten, pad, permute, reshape, split,
-    squeeze, stack, swapaxes, transpose, unsqueeze,
+    broadcast_to, clone, expand_dims, flatten, permute, reshape, squeeze, swapaxes,
+    swapdims, t, transpose, unsqueeze,
 )
-from engine.ops.indexing import getitem, index_add, scatter_add
-from engine.ops.linalg import linear, matmul
+from engine.ops.join import (
+    cat, chunk, concat, concatenate, flip, narrow, pad, repeat_interleave, split, stack,
+    tensor_split, tile,
+)
+from engine.ops.select import argsort, masked_fill, median, sort, topk, tril, triu
+from engine.ops.indexing import gather, getitem, index_add, scatter_add
+from engine.ops.linalg import linear, matmul, norm
 from engine.ops.softmax import log_softmax, softmax
 from engine.ops.norm import batch_norm, layer_norm
 from engine.ops.loss import binary_cross_entropy, cross_entropy
@@ -50,21 +62,38 @@ from engine.threads import get_num_threads, set_num_threads
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
 from engine.graph_view import draw_graph
+from engine import return_types
+
+# PyTorch's dtype names that shadow Python's builtins: engine.float, engine.int, ... (not
+# in __all__, so that ``from engine import *`` leaves the builtins alone)
+float = float32
+int = int32
+bool = bool_
 
 __all__ = [
-    "Tensor", "Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "detect_anomaly", "cuda_is_available", "synchronize",
-    "get_default_dtype", "set_default_dtype", "manual_seed", "default_generator",
-    "initial_seed", "get_rng_state", "set_rng_state", "Generator",
+    "Tensor", "Size", "Function", "backward", "grad", "no_grad", "enable_grad",
+    "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "cuda_is_available", "device",
+    "synchronize", "get_default_dtype", "set_default_dtype", "promote_types", "result_type",
+    "float16", "half", "float32", "float64", "double", "uint8", "int8", "int16", "short",
+    "int32", "int64", "long", "bool_",
+    "manual_seed", "default_generator", "initial_seed", "get_rng_state", "set_rng_state",
+    "Generator",
     "tensor", "from_numpy", "zeros", "ones", "empty", "full", "zeros_like", "ones_like",
-    "full_like", "arange", "linspace", "eye", "rand", "randn", "randint", "randperm",
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "maximum",
-    "minimum", "clip", "tanh", "sigmoid", "relu", "leaky_relu", "gelu", "softplus", "erf",
-    "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and",
-    "logical_or", "logical_not", "isfinite", "isnan", "sign", "where", "one_hot",
-    "sum", "mean", "var", "max", "min", "logsumexp", "argmax", "argmin",
-    "reshape", "transpose", "permute", "swapaxes", "broadcast_to", "squeeze", "unsqueeze",
-    "expand_dims", "flatten", "concatenate", "stack", "split", "pad",
+    "empty_like", "full_like", "rand_like", "randn_like", "randint_like", "arange",
+    "linspace", "eye", "rand", "randn", "randint", "randperm", "multinomial",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sin", "cos",
+    "maximum", "minimum", "clamp", "clip", "tanh", "sigmoid", "relu", "leaky_relu", "gelu",
+    "softplus", "erf",
+    "eq", "ne", "lt", "le", "gt", "ge", "equal", "not_equal", "less", "less_equal",
+    "greater", "greater_equal", "logical_and", "logical_or", "logical_not", "isfinite",
+    "isnan", "sign", "where", "one_hot",
+    "sum", "mean", "var", "std", "max", "min", "amax", "amin", "logsumexp", "argmax",
+    "argmin", "cumsum", "all", "any", "norm",
+    "reshape", "transpose", "permute", "swapaxes", "swapdims", "t", "broadcast_to",
+    "squeeze", "unsqueeze", "expand_dims", "flatten", "clone", "cat", "concat",
+    "concatenate", "stack", "split", "chunk", "tensor_split", "narrow", "pad", "tile",
+    "repeat_interleave", "flip", "tril", "triu", "masked_fill", "sort", "argsort", "topk",
+    "median", "gather", "return_types",
     "getitem", "index_add", "scatter_add", "matmul", "softmax", "log_softmax",
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "batch_norm", "embedding",
     "cross_entropy", "binary_cross_entropy", "scaled_dot_product_attention",

@@ -6,9 +6,11 @@ count, for every node reachable from the outputs, how many edges point to it; th
 nodes in topological order, each as soon as every edge into it has delivered its gradient
 (summed out of place), popping those gradients as they are used. A Function node runs its
 backward and passes one gradient along each of its edges; an accumulator adds the sum to
-its leaf's ``.grad`` (or, for ``engine.grad``, hands it back). A node's saved arrays are
-dropped right after its backward ran unless ``retain_graph``. During the walk this thread
-records only under ``create_graph``.
+its leaf's ``.grad`` (or, for ``engine.grad``, hands it back). Before a node's backward
+runs, the arrays it saved must still be at the versions they were saved at (no in-place
+write since, :mod:`engine.versions`). A node's saved arrays (and the arrays its class names
+in ``ctx_arrays``) are dropped right after its backward ran unless ``retain_graph``. During
+the walk this thread records only under ``create_graph``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from collections import deque
 
 import numpy as np
 
-from engine import backend
+from engine import backend, versions
 from engine.function import (
     _RELEASED, AccumulateGrad, _modes, anomaly_enabled, freed_graph_error, gradient_edge,
+    release_saved,
 )
 from engine.tensor import Tensor
+
+_versioned = versions.table   # empty while no live memory was ever written in place
+_writes = versions.writes     # unchanged since a node saved: nothing to check
 
 
 def _as_root_grad(t: Tensor, g, create_graph: bool):
@@ -98,6 +104,8 @@ def _run_node(node, grads, create_graph):
     gradient (or None) per input. Grad mode is set by the caller for the whole walk."""
     if node.saved is _RELEASED:
         raise freed_graph_error(node)
+    if _versioned and node.saved and node.saved_at != _writes[0]:
+        check_saved_versions(node)
     if create_graph:
         if node.once_differentiable:
             raise RuntimeError(
@@ -123,6 +131,38 @@ def _run_node(node, grads, create_graph):
         raise RuntimeError(f"{type(node).__name__}.backward returned {len(gxs)} gradients "
                            f"for {len(node.edges)} inputs")
     return gxs
+
+
+def check_saved_versions(node) -> None:
+    """Raise if an array ``node`` saved for backward was written in place since (PyTorch's
+    error): its gradient formula would read values that are no longer the forward's."""
+    at = node.saved_at
+    for i, value in enumerate(node.saved):
+        if not versions.is_array(value):
+            continue
+        now, later, exact = versions.written_since(value, at)
+        if later:
+            expected = f"{now - later}" if exact else f"{now - later} or lower"
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: [{value.dtype} tensor of shape {tuple(value.shape)}]"
+                f"{_saved_origin(node, i)} is at version {now}; expected version {expected} "
+                f"instead (saved by {type(node).__name__} for its backward; clone() it "
+                "before the in-place op, or make the op out of place)"
+            )
+
+
+def _saved_origin(node, i: int) -> str:
+    """", which is output k of Op," for a saved value that an op produced, else ""."""
+    tag = node.saved_tags[i] if node.saved_tags is not None else None
+    if tag is None:
+        return ""
+    if tag[0] == "out":
+        return f", which is output {tag[1]} of {type(node).__name__},"
+    edge = node.edges[tag[1]]
+    if edge is None or type(edge[0]) is AccumulateGrad:
+        return ""                         # a leaf: PyTorch names no producer either
+    return f", which is output {edge[1]} of {type(edge[0]).__name__},"
 
 
 def _check_grad(op, i, g, shape, dtype, anomaly: bool):
@@ -237,8 +277,8 @@ def _walk(roots, node_grads, capture, shared, retain_graph, create_graph):
             if node.retained is not None:
                 _retain(node, grads, create_graph, shared)
             gxs = _run_node(node, grads, create_graph)
-            if not retain_graph and node.saved:
-                node.saved = _RELEASED
+            if not retain_graph and (node.saved or node.ctx_arrays):
+                release_saved(node)
         i = -1
         for edge in node.edges:
             i += 1

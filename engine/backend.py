@@ -50,6 +50,50 @@ def cupy_module():
     return cp
 
 
+class device(str):
+    """A device name, PyTorch's ``torch.device``: ``device("cpu")``, ``device("cuda:0")``,
+    ``device("cuda", 1)``; ``.type`` is 'cpu' or 'cuda', ``.index`` the GPU number (None
+    when not given). It is the string itself, so ``x.device == "cpu"`` holds and it goes
+    wherever a device string does.
+    """
+
+    def __new__(cls, type_or_name, index: int | None = None):
+        name = str(type_or_name)
+        if index is not None:
+            if ":" in name:
+                raise ValueError(f"device: type {name!r} already names an index; "
+                                 f"got index={index} as well")
+            name = f"{name}:{int(index)}"
+        kind, _, number = name.partition(":")
+        if kind not in ("cpu", "cuda") or (number and not number.isdigit()) or \
+                (kind == "cpu" and number not in ("", "0")):
+            raise ValueError(f"unknown device {type_or_name!r}: expected 'cpu', 'cuda' or "
+                             "'cuda:N'")
+        return super().__new__(cls, "cpu" if kind == "cpu" else name)
+
+    @property
+    def type(self) -> str:
+        return self.partition(":")[0]
+
+    @property
+    def index(self) -> int | None:
+        number = self.partition(":")[2]
+        return int(number) if number else None
+
+    def __repr__(self) -> str:
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{index})"
+
+    def __reduce__(self):
+        return device, (str(self),)
+
+
+@functools.lru_cache(maxsize=64)
+def device_object(name: str) -> device:
+    """The :class:`device` of a normalized device name (one object per name)."""
+    return device(name)
+
+
 @functools.lru_cache(maxsize=64)
 def parse_device(device) -> str:
     """Normalize ``'cpu' | 'cuda' | 'cuda:N' | None`` to ``'cpu'`` or ``'cuda:N'``."""

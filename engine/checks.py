@@ -100,6 +100,9 @@ def class_targets(op: str, target, x: Tensor):
                         f"shape {tuple(t.shape)}")
     if x.ndim == 0:
         raise ValueError(f"{op}: input must have a class axis, got a 0-d tensor")
+    if x.shape[0 if x.ndim == 1 else 1] == 0:
+        raise ValueError(f"{op}: input of shape {tuple(x.shape)} has no classes (its class "
+                         "axis is empty), so no target can be a class")
     expected = () if x.ndim == 1 else (x.shape[0],) + tuple(x.shape[2:])
     if tuple(t.shape) != expected:
         raise ValueError(f"{op}: input of shape {tuple(x.shape)} needs a target of shape "

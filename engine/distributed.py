@@ -242,24 +242,24 @@ def allreduce_gradients(params, num_samples: int | None = None,
     for (_, dtype), members in groups.items():
         xp = backend.array_module(members[0].data)
         for bucket in _buckets(members, bucket_bytes // dtype.itemsize):
-            n = sum(p.size for p in bucket)
+            n = sum(p.numel() for p in bucket)
             buf = xp.empty(n, dtype=dtype)
             offset = 0
             for p in bucket:
-                g = buf[offset:offset + p.size]
+                g = buf[offset:offset + p.numel()]
                 if p.grad is None:
                     g[...] = 0
                 else:
                     g[...] = p.grad.data.reshape(-1)
-                offset += p.size
+                offset += p.numel()
             if scale != 1.0:
                 buf *= dtype.type(scale)
             _sum_across_ranks(buf)
             buf *= dtype.type(1.0 / denominator)
             offset = 0
             for p in bucket:   # each gradient becomes a view of its reduced bucket
-                p.grad = Tensor._make(buf[offset:offset + p.size].reshape(p.shape), None, 0)
-                offset += p.size
+                p.grad = Tensor._make(buf[offset:offset + p.numel()].reshape(p.shape), None, 0)
+                offset += p.numel()
         _World.allreduce_calls += 1
     if groups and any(k[0] != "cpu" for k in groups):
         backend.synchronize(next(k[0] for k in groups if k[0] != "cpu"))
@@ -270,11 +270,11 @@ def _buckets(params, capacity: int):
     """Consecutive runs of parameters whose total size stays within ``capacity``."""
     bucket, size = [], 0
     for p in params:
-        if bucket and size + p.size > capacity:
+        if bucket and size + p.numel() > capacity:
             yield bucket
             bucket, size = [], 0
         bucket.append(p)
-        size += p.size
+        size += p.numel()
     if bucket:
         yield bucket
 

@@ -16,12 +16,17 @@ An op is a subclass with two static methods that work on raw arrays (NumPy or Cu
             (y,) = ctx.saved_tensors
             return gy * y
 
+What backward needs goes through ``ctx.save_for_backward``; an array that is no function
+of the inputs (a dropout mask, class targets, index arrays) may be an attribute of ``ctx``
+named in the class's ``ctx_arrays``. Both are freed once backward used them.
+
 ``Exp.apply(t)`` unwraps the Tensors, runs ``forward``, wraps the result and, when grad
 mode is on and some input requires grad, records the call as a graph node: the instance
-(``ctx``) keeps one edge per input, ``(node, index, shape, dtype)``, naming where that
-input's gradient goes (output ``index`` of the node that produced the input, or the leaf's
-:class:`AccumulateGrad`, index 0) and the shape and dtype it must have; None for an input
-that needs no gradient. Nodes point only backward: an output owns its creator and never the
+(``ctx``) keeps a tuple ``edges`` of one edge per input, ``(node, index, shape, dtype)``,
+naming where that input's gradient goes (output ``index`` of the node that produced the
+input, or the leaf's :class:`AccumulateGrad`, index 0) and the shape and dtype it must
+have; None for an input that needs no gradient (``needs_input_grad``, a tuple of bools,
+says which, as in PyTorch). Nodes point only backward: an output owns its creator and never the
 reverse, so a graph is freed by reference counting alone.
 
 Each backward formula is written once. For first-order gradients it runs on raw arrays with
@@ -42,10 +47,12 @@ import weakref
 
 import numpy as np
 
-from engine import backend
+from engine import backend, versions
 from engine.tensor import Tensor
 
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
+_versioned = versions.table   # empty while no live memory was ever written in place
+_writes = versions.writes
 
 
 class _ThreadModes(threading.local):
@@ -182,6 +189,33 @@ def gradient_edge(t: Tensor) -> tuple:
     return t._node, t._index
 
 
+def _holds_array(value) -> bool:
+    """An array or a Tensor, or a tuple or list holding one (an index, say)."""
+    if isinstance(value, (tuple, list)):
+        return any(map(_holds_array, value))
+    return isinstance(value, (np.ndarray, Tensor)) or backend.is_cuda_array(value)
+
+
+def release_saved(node) -> None:
+    """Free what forward kept for backward, once a backward without retain_graph used it:
+    the saved values, and the arrays held by the attributes the class names in
+    ``ctx_arrays`` (a dropout mask, class targets, index arrays).
+
+    A graph lives as long as one of its outputs (a training loop that keeps every loss
+    keeps every step's graph), so what it keeps after backward must not grow with the
+    data. A node left with nothing of the kind (a slice for an index, say) can run
+    backward again, as in PyTorch; another raises :func:`freed_graph_error`.
+    """
+    released = bool(node.saved)
+    attributes = node.__dict__
+    for name in node.ctx_arrays:
+        if _holds_array(attributes.get(name)):
+            del attributes[name]
+            released = True
+    if released:
+        node.saved = _RELEASED
+
+
 def freed_graph_error(node) -> RuntimeError:
     """The "backward twice" error, for a node whose saved arrays a backward freed."""
     return RuntimeError(
@@ -205,12 +239,19 @@ class Function:
     out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
     saved_tags = None
+    saved_at = None        # the write clock when saved (engine.versions); None: no live
+                           # memory had been written then
     retained = None       # [(output index, weak reference)] of retain_grad() outputs
     _saved_view = None
 
     # Ops whose backward uses values that are not differentiable functions of the inputs
     # and outputs (fused kernels) set this; create_graph through them raises.
     once_differentiable = False
+
+    # Names of attributes that forward sets on ctx to hold arrays for backward outside
+    # save_for_backward (a dropout mask, class targets, index arrays): freed with the
+    # saved values after backward (release_saved), so a kept output keeps none of them.
+    ctx_arrays = ()
 
     @staticmethod
     def forward(ctx, *arrays, **params):
@@ -221,7 +262,8 @@ class Function:
         raise NotImplementedError("a Function subclass must define backward(ctx, *grads)")
 
     def save_for_backward(self, *values) -> None:
-        """Keep arrays (or scalars) that backward needs; freed after backward runs."""
+        """Keep arrays (or scalars) that backward needs; freed after backward runs (as are
+        the attributes named in ``ctx_arrays``)."""
         self.saved = values
 
     def input_shape(self, i: int) -> tuple:
@@ -276,8 +318,8 @@ class Function:
         if not plain:
             ctx.xp = _check_devices(cls.__name__, arrays)
         if record:
-            ctx.edges = edges
-            ctx.needs_input_grad = needs
+            ctx.edges = tuple(edges)
+            ctx.needs_input_grad = tuple(needs)
         if params:
             raw = cls.forward(ctx, *arrays, **params)
         elif len(arrays) == 2:    # direct calls: CPython's f(*arrays) costs ~60 ns more
@@ -298,6 +340,68 @@ class Function:
             t._index = 0
             return t
         return _wrap_outputs(ctx, record, arrays, raw)
+
+
+_NEEDS_PAIR = (((False, False), (False, True)), ((True, False), (True, True)))
+
+
+def apply_pair(cls, a, b, general):
+    """``general(a, b)`` for the operators (``x + y``, ``x * 2.0``, ...), where ``general``
+    is the op's function (``elementwise.add``: dtype promotion, checks, then
+    ``cls.apply``): the same result, node and errors, with less Python on the way in the
+    common case, floating Tensors of one dtype holding NumPy arrays, or one such Tensor and
+    a Python float or int, which need no promotion. Anything else goes to ``general``.
+
+    The node holds what ``apply`` gives it: ``edges`` (an edge or None per input) and
+    ``needs_input_grad``, here one of four shared tuples (nothing allocated).
+    """
+    kind = type(a)
+    if kind is float or kind is int:
+        da, ra = a, False
+    elif isinstance(a, Tensor) and type(a.data) is _ndarray:
+        da, ra = a.data, a.requires_grad
+    else:
+        return general(a, b)
+    kind = type(b)
+    if kind is float or kind is int:
+        db, rb = b, False
+    elif isinstance(b, Tensor) and type(b.data) is _ndarray:
+        db, rb = b.data, b.requires_grad
+    else:
+        return general(a, b)
+    if type(da) is _ndarray:
+        dtype = da.dtype
+        if dtype.kind != "f" or (type(db) is _ndarray and db.dtype != dtype):
+            return general(a, b)
+    elif type(db) is not _ndarray or db.dtype.kind != "f":
+        return general(a, b)
+    ctx = _new_object(cls)
+    record = (ra or rb) and _modes.grad_enabled
+    if record:
+        if ra:
+            node = a._node
+            ea = ((node, a._index, da.shape, da.dtype) if node is not None
+                  else (grad_accumulator(a), 0, da.shape, da.dtype))
+        else:
+            ea = None
+        if rb:
+            node = b._node
+            eb = ((node, b._index, db.shape, db.dtype) if node is not None
+                  else (grad_accumulator(b), 0, db.shape, db.dtype))
+        else:
+            eb = None
+        ctx.edges = (ea, eb)
+        ctx.needs_input_grad = _NEEDS_PAIR[ra][rb]
+    raw = cls.forward(ctx, da, db)
+    if type(raw) is _ndarray and not _anomaly_threads and not (record and ctx.saved):
+        t = _new_object(Tensor)           # as in apply: Tensor._make inlined
+        t.data = raw
+        t.grad = None
+        t.requires_grad = record
+        t._node = ctx if record else None
+        t._index = 0
+        return t
+    return _wrap_outputs(ctx, record, [da, db], raw)
 
 
 def _wrap_outputs(ctx, record: bool, arrays: list, raw):
@@ -322,7 +426,8 @@ def _wrap_outputs(ctx, record: bool, arrays: list, raw):
 
 
 def _record_saved(ctx, inputs, raw, outputs) -> None:
-    """Mark each saved value as input i, output i or a constant (for create_graph).
+    """Mark each saved value as input i, output i or a constant (for create_graph), and
+    note the write clock, against which backward checks that they were not written since.
 
     A saved output that NumPy returned as a scalar (0-d results) is replaced by the array
     the output Tensor holds, so that it stays tied to the graph. This is the one place that
@@ -345,6 +450,19 @@ def _record_saved(ctx, inputs, raw, outputs) -> None:
         values.append(s)
         tags.append(tag)
     ctx.saved, ctx.saved_tags = tuple(values), tuple(tags)
+    if _versioned:
+        ctx.saved_at = _writes[0]
+
+
+def resave(ctx, old, new) -> None:
+    """Put array ``new`` wherever ``ctx`` saved array ``old`` (by identity).
+
+    What an in-place op does with the node that computed its values, when that node saved
+    the array about to be overwritten: it hands the node a private copy of the old values
+    (:mod:`engine.ops.inplace`). Nothing else refers to the copy, so the time the node
+    saved at holds for it too.
+    """
+    ctx.saved = tuple([new if s is old else s for s in ctx.saved])
 
 
 def _as_array(xp, value):

@@ -86,9 +86,9 @@ def _objective(fn, inputs, upstream) -> float:
 def _numeric(fn, inputs, upstream, t, eps, full_max, n_dirs, rng):
     """Central-difference gradient (full) or directional derivatives (large tensors)."""
     xp = backend.array_module(t.data)
-    if t.size <= full_max:
+    if t.numel() <= full_max:
         num = np.zeros(t.shape, dtype=np.float64)
-        for j in range(t.size):
+        for j in range(t.numel()):
             pos = np.unravel_index(j, t.shape)
             orig = t.data[pos].item()
             t.data[pos] = orig + eps

@@ -2,15 +2,21 @@
 
 One generator serves parameter initialization, dropout and data shuffling, as PyTorch's
 default generator does: ``manual_seed(s)`` reseeds it in place and makes a run repeatable.
-Draws for a CUDA tensor are made on the host by the same generator and then copied, so a
-model initialized with a given seed has the same weights, and draws the same dropout masks
-(:func:`dropout_mask`), on either device.
+Initial weights and other factory draws for a CUDA tensor are made on the host by the same
+generator and then copied, so a model initialized with a given seed has the same weights
+on either device. Dropout masks (:func:`dropout_mask`) are drawn where the data is: on the
+host by this generator, on a GPU by that device's CuPy generator (one per device, made on
+first use), which ``manual_seed(s)`` seeds with ``s`` as well. Same seed, same masks on the
+same device; a CPU run and a GPU run drop different elements.
 
-``get_rng_state()`` / ``set_rng_state(state)`` take and restore its state, a uint8 Tensor
-as in PyTorch, which ``engine.save`` stores like any other Tensor: saved in a checkpoint
-and restored on resume, the draws continue exactly where they stopped. :class:`Generator`
-is a separate generator (a NumPy ``Generator`` with ``torch.Generator``'s methods), e.g. a
-data loader's private source of shuffling.
+``get_rng_state()`` / ``set_rng_state(state)`` take and restore the host generator's
+state, a uint8 Tensor as in PyTorch, which ``engine.save`` stores like any other Tensor:
+saved in a checkpoint and restored on resume, the draws continue exactly where they
+stopped. As ``torch.get_rng_state``, it leaves out the GPU generators: CuPy cannot save
+their state, so a resumed run on a GPU draws its dropout masks from the seed given to
+``manual_seed`` again, not from where the interrupted run stopped. :class:`Generator` is a
+separate generator (a NumPy ``Generator`` with ``torch.Generator``'s methods), e.g. a data
+loader's private source of shuffling.
 
 The state is the PCG64 bit generator's, packed little-endian into 37 bytes::
 
@@ -80,7 +86,7 @@ class Generator(np.random.Generator):
         state = g.get_state(); ...; g.set_state(state)
 
     A fresh one is seeded with 0. ``device`` is recorded for PyTorch compatibility: draws
-    are always made on the host (as the engine's own are) and copied where needed.
+    are always made on the host and copied where needed.
     """
 
     def __init__(self, device="cpu"):
@@ -129,11 +135,28 @@ def _rebuild(device: str, seed: int | None, state: dict) -> Generator:
 
 
 _generator = Generator()
+_device_generators = {}     # "cuda:N" -> CuPy Generator, seeded on first use
 
 
 def manual_seed(seed: int) -> Generator:
-    """Reseed every generator the engine uses (in place); returns the default generator."""
-    return _generator.manual_seed(_check_seed(seed, "manual_seed"))
+    """Reseed every generator the engine uses (the host one in place, the GPU ones on their
+    next draw); returns the default generator."""
+    _generator.manual_seed(_check_seed(seed, "manual_seed"))
+    _device_generators.clear()
+    return _generator
+
+
+def device_generator(device: str):
+    """The CuPy generator of a CUDA device (``cupy.random.default_rng``), seeded with the
+    seed last given to :func:`manual_seed` (0 if never called)."""
+    device = backend.parse_device(device)
+    gen = _device_generators.get(device)
+    if gen is None:
+        cp = backend.cupy_module()
+        with cp.cuda.Device(int(device[5:])):
+            gen = cp.random.default_rng(_generator.initial_seed())
+        _device_generators[device] = gen
+    return gen
 
 
 def initial_seed() -> int:
@@ -170,11 +193,17 @@ def dropout_mask(shape: tuple, p: float, dtype, device: str):
     """The inverted-dropout mask m / (1 - p), m ~ Bernoulli(1 - p) (zeros for p = 1), of
     ``dtype`` on ``device``: what ``nn.Dropout`` and attention's dropout multiply by.
 
-    The uniforms are float32 draws of the engine's generator on the host, whatever the
-    dtype or device, so a seed gives the same mask everywhere (a float64 or a CUDA tensor
-    drops the same elements as a float32 CPU one); the mask is then copied to ``device``.
+    The uniforms are float32 draws, whatever the dtype (a float64 tensor drops the same
+    elements as a float32 one), made on ``device``: by the engine's generator on the host,
+    by :func:`device_generator` on a GPU, so no mask crosses the bus.
     """
     dtype = np.dtype(dtype)
-    keep = _generator.random(shape, dtype=np.float32) >= np.float32(p)
+    device = backend.parse_device(device)
+    if device == "cpu":
+        uniforms = _generator.random(shape, dtype=np.float32)
+    else:
+        gen = device_generator(device)
+        with backend.cupy_module().cuda.Device(int(device[5:])):
+            uniforms = gen.random(shape, dtype=np.float32)
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
-    return backend.to_device((keep * dtype.type(scale)).astype(dtype), device)
+    return (uniforms >= np.float32(p)) * dtype.type(scale)   # bool * dtype scalar: dtype

@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from engine import backend, dtypes
+from engine import backend, dtypes, versions
 
 
 def _as_array(data, dtype, device):
@@ -31,6 +31,41 @@ def _as_array(data, dtype, device):
     if device is not None:
         arr = backend.to_device(arr, device)
     return arr
+
+
+class Size(tuple):
+    """A tensor's shape as :meth:`Tensor.size` returns it (PyTorch's ``torch.Size``): a
+    tuple of ints that also knows its number of elements."""
+
+    __slots__ = ()
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+    def __repr__(self) -> str:
+        return f"engine.Size({list(self)})"
+
+    def __getitem__(self, index):
+        item = tuple.__getitem__(self, index)
+        return Size(item) if isinstance(index, slice) else item
+
+    def __add__(self, other):
+        return Size(tuple.__add__(self, tuple(other)))
+
+
+def _arrays_in(value):
+    """``value`` with every Tensor in it (in lists, tuples and dicts too) as its array."""
+    if isinstance(value, Tensor):
+        return value.__array__()
+    if isinstance(value, (list, tuple)):
+        items = [_arrays_in(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _arrays_in(v) for k, v in value.items()}
+    return value
 
 
 class Tensor:
@@ -87,21 +122,44 @@ class Tensor:
     def dtype(self) -> np.dtype:
         return self.data.dtype
 
-    @property
-    def size(self) -> int:
-        """Number of elements (NumPy's ``size``; PyTorch's ``numel()``)."""
-        return self.data.size
+    def size(self, dim: int | None = None):
+        """The shape as an :class:`engine.Size` (PyTorch's ``size()``), or the length of
+        axis ``dim``. NumPy's ``size`` (the number of elements) is :meth:`numel`."""
+        shape = self.data.shape
+        if dim is None:
+            return Size(shape)
+        if not -len(shape) <= dim < len(shape):
+            raise IndexError(f"size: dim {dim} is out of range for a {len(shape)}-d tensor "
+                             f"of shape {shape}")
+        return shape[dim]
+
+    def dim(self) -> int:
+        """The number of axes (``ndim``)."""
+        return self.data.ndim
+
+    ndimension = dim
 
     def numel(self) -> int:
+        """The number of elements (NumPy's ``size``)."""
         return self.data.size
 
+    nelement = numel
+
     @property
-    def device(self) -> str:
-        return backend.device_of(self.data)
+    def device(self) -> backend.device:
+        """Where the data lives: ``device('cpu')`` or ``device('cuda:N')``, equal to its
+        name as a string."""
+        return backend.device_object(backend.device_of(self.data))
 
     @property
     def is_leaf(self) -> bool:
         return self._node is None
+
+    @property
+    def _version(self) -> int:
+        """How many in-place writes the memory of this tensor has had (PyTorch's
+        ``x._version``; shared by every tensor on the same memory, see engine.versions)."""
+        return versions.version(self.data)
 
     @property
     def grad_fn(self):
@@ -174,6 +232,26 @@ class Tensor:
     def tolist(self):
         return backend.to_numpy(self.data).tolist()
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(t)``: the data itself on the CPU, a new array when ``dtype`` or
+        ``copy=True`` asks for one (NumPy 2's protocol). A CUDA tensor raises, as PyTorch's
+        does, rather than copy to the host behind the caller's back."""
+        data = self.data
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"can't convert a {self.device} tensor of shape {self.shape} to a "
+                            "NumPy array; move it to the host with .cpu() (or .numpy()) first")
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            if copy is False:
+                raise ValueError(f"__array__: converting {data.dtype} to {np.dtype(dtype)} "
+                                 "needs a copy, but copy=False was asked for")
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __array_function__(self, func, types, args, kwargs):
+        """NumPy functions (``np.mean(t)``, ``np.concatenate([t, u])``, ...) see each Tensor
+        as its array: their results are NumPy's, outside any graph."""
+        return func(*_arrays_in(args), **_arrays_in(kwargs))
+
     def __float__(self) -> float:
         return float(self.item())
 
@@ -187,13 +265,6 @@ class Tensor:
         if self.data.dtype.kind not in "iu":
             raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
         return int(self.item())
-
-    def __setitem__(self, index, value):
-        raise TypeError(
-            "Tensor does not support item assignment (it would break the recorded graph); "
-            "build the result with engine.where / engine.concatenate, or edit .data "
-            "under no_grad"
-        )
 
     def __iter__(self):
         if self.data.ndim == 0:

@@ -178,7 +178,7 @@ def main(argv=None) -> dict:
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps,
                                                      eta_min=args.lr / 10)
     print(model)
-    print(f"{sum(p.size for p in model.parameters()):,} parameters")
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     # ---- training: each epoch cuts the text into windows at a new random offset
     history = History(args.out, args.epochs)

@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
 
     model.eval()
     with engine.no_grad():
-        pred = model(engine.tensor(x_test, device=args.device)).argmax(axis=1).numpy()
+        pred = model(engine.tensor(x_test, device=args.device)).argmax(dim=1).numpy()
     accuracy = float(losses.metrics.accuracy(y_test, pred))
     log(f"test accuracy {accuracy:.4f}")
     results = {"test_accuracy": accuracy, "world_size": world}

@@ -77,7 +77,7 @@ def evaluate(model, loader) -> tuple[float, np.ndarray, np.ndarray]:
         for xb, yb in loader:
             logits = model(xb)
             total += losses.cross_entropy(logits, yb, reduction="sum").item()
-            preds.append(logits.argmax(axis=1).numpy())
+            preds.append(logits.argmax(dim=1).numpy())
             targets.append(yb.numpy())
     model.train()
     y_true = np.concatenate(targets)
@@ -153,7 +153,7 @@ def main(argv=None) -> dict:
     model.to(args.device)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     print(model)
-    print(f"{sum(p.size for p in model.parameters()):,} parameters")
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     # ---- training
     history = History(args.out, args.epochs)
@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
                 save_graph(loss, model, args.out)
             optimizer.step()
             sums.total += loss.item() * len(yb)
-            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.correct += int((logits.argmax(dim=1).numpy() == yb.numpy()).sum())
             sums.seen += len(yb)
             bar.set_postfix(loss=f"{sums.total / sums.seen:.4f}")
             run.batch_done()

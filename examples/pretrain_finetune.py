@@ -89,8 +89,8 @@ class Classifier(nn.Module):
 
     def forward(self, ids):
         h = self.encoder(ids)                                   # (N, T, d)
-        words = (ids != 0).astype(h.dtype).unsqueeze(-1)        # (N, T, 1): 1 at words
-        pooled = (h * words).sum(axis=1) / words.sum(axis=1)    # (N, d)
+        words = (ids != 0).to(h.dtype).unsqueeze(-1)            # (N, T, 1): 1 at words
+        pooled = (h * words).sum(dim=1) / words.sum(dim=1)      # (N, d)
         return self.head(pooled)
 
 
@@ -111,7 +111,7 @@ def evaluate_lm(model, loader) -> tuple[float, float]:
             loss, logits, targets = lm_loss(model, ids, reduction="sum")
             words = targets.numpy() != 0
             total += loss.item()
-            correct += int(((logits.argmax(axis=-1).numpy() == targets.numpy())
+            correct += int(((logits.argmax(dim=-1).numpy() == targets.numpy())
                             & words).sum())
             count += int(words.sum())
     model.train()
@@ -126,7 +126,7 @@ def evaluate_classifier(model, loader) -> tuple[float, np.ndarray, np.ndarray]:
         for xb, yb in loader:
             logits = model(xb)
             total += losses.cross_entropy(logits, yb, reduction="sum").item()
-            preds.append(logits.argmax(axis=1).numpy())
+            preds.append(logits.argmax(dim=1).numpy())
             targets.append(yb.numpy())
     model.train()
     y_true = np.concatenate(targets)
@@ -157,7 +157,7 @@ def pretrain(model, ids_train, ids_val, args) -> Run:
             words = targets.numpy() != 0
             n = int(words.sum())
             sums.total += loss.item() * n
-            sums.correct += int(((logits.argmax(axis=-1).numpy() == targets.numpy())
+            sums.correct += int(((logits.argmax(dim=-1).numpy() == targets.numpy())
                                  & words).sum())
             sums.count += n
             bar.set_postfix(loss=f"{sums.total / sums.count:.4f}")
@@ -177,7 +177,7 @@ def train_classifier(name: str, model, train_data, val_data, args, after: Run) -
     val_loader = DataLoader(TensorDataset(*val_data), batch_size=500, device=args.device)
     optimizer = optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     history = History(args.out, args.epochs)
-    print(f"\n-- {name}: {sum(p.size for p in model.parameters()):,} parameters")
+    print(f"\n-- {name}: {sum(p.numel() for p in model.parameters()):,} parameters")
     run = Run(args, model=model, optimizer=optimizer, loader=loader, history=history,
               path=args.out / f"{name}.safetensors", after=after)
     for epoch in run.epochs():
@@ -189,7 +189,7 @@ def train_classifier(name: str, model, train_data, val_data, args, after: Run) -
             loss.backward()
             optimizer.step()
             sums.total += loss.item() * len(yb)
-            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.correct += int((logits.argmax(dim=1).numpy() == yb.numpy()).sum())
             sums.seen += len(yb)
             run.batch_done()
         val_loss, val_pred, val_true = evaluate_classifier(model, val_loader)

@@ -96,7 +96,7 @@ def greedy_decode(model: Seq2SeqTransformer, src, bos: int, eos: int, max_len: i
         for _ in range(max_len):
             tgt = engine.tensor(ys, device=src.device)
             logits = model.decode(tgt, memory, src)[:, -1]          # (N, vocab)
-            nxt = logits.argmax(axis=-1).numpy().astype(np.int64)
+            nxt = logits.argmax(dim=-1).numpy().astype(np.int64)
             nxt[done] = model.pad_id               # finished rows only get padding
             ys = np.concatenate([ys, nxt[:, None]], axis=1)
             done |= nxt == eos
@@ -118,7 +118,7 @@ def evaluate(model, loader, decode_fn, tgt_len: int) -> tuple[float, float, floa
                                           tgt_out.reshape(-1), ignore_index=model.pad_id,
                                           reduction="sum").item()
             mask = tgt_out.numpy() != model.pad_id
-            pred = logits.argmax(axis=-1).numpy()
+            pred = logits.argmax(dim=-1).numpy()
             tokens += int(mask.sum())
             correct_tokens += int(((pred == tgt_out.numpy()) & mask).sum())
             decoded = decode_fn(model, src)
@@ -198,7 +198,7 @@ def main(argv=None) -> dict:
 
     scheduler = optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     print(model)
-    print(f"{sum(p.size for p in model.parameters()):,} parameters")
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     def decode_fn(m, src):                             # padded to tgt_len, as the targets
         ids = greedy_decode(m, src, bos, eos, tgt_len - 1)

@@ -63,9 +63,9 @@ class TransformerClassifier(nn.Module):
         padding = ids == 0                                  # (B, T) True at padding
         x = self.position(self.embedding(ids))              # (B, T, d): word + position
         x = self.encoder(x, src_key_padding_mask=padding)   # (B, T, d)
-        keep = engine.logical_not(padding).astype(x.dtype).unsqueeze(-1)   # (B, T, 1)
-        count = engine.maximum(keep.sum(axis=1), 1.0)       # (B, 1); 1 for an empty text
-        pooled = (x * keep).sum(axis=1) / count             # mean over the real words
+        keep = engine.logical_not(padding).to(x.dtype).unsqueeze(-1)   # (B, T, 1)
+        count = engine.clamp(keep.sum(dim=1), min=1.0)       # (B, 1); 1 for an empty text
+        pooled = (x * keep).sum(dim=1) / count              # mean over the real words
         return self.fc(pooled)                              # (B, classes)
 
 
@@ -77,7 +77,7 @@ def evaluate(model, loader) -> tuple[float, np.ndarray, np.ndarray]:
         for xb, yb in loader:
             logits = model(xb)
             total += losses.cross_entropy(logits, yb, reduction="sum").item()
-            preds.append(logits.argmax(axis=1).numpy())
+            preds.append(logits.argmax(dim=1).numpy())
             targets.append(yb.numpy())
     model.train()
     y_true = np.concatenate(targets)
@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
     model.to(args.device)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     print(model)
-    print(f"{sum(p.size for p in model.parameters()):,} parameters")
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     # ---- training
     history = History(args.out, args.epochs)
@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
                 save_graph(loss, model, args.out)
             optimizer.step()
             sums.total += loss.item() * len(yb)
-            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.correct += int((logits.argmax(dim=1).numpy() == yb.numpy()).sum())
             sums.seen += len(yb)
             bar.set_postfix(loss=f"{sums.total / sums.seen:.4f}")
             run.batch_done()

@@ -60,14 +60,14 @@ class ViT(nn.Module):
         n, h, w = images.shape
         p = self.patch
         x = images.reshape(n, h // p, p, w // p, p)          # (N, rows, p, cols, p)
-        x = x.transpose(0, 1, 3, 2, 4)                       # (N, rows, cols, p, p)
+        x = x.permute(0, 1, 3, 2, 4)                         # (N, rows, cols, p, p)
         return x.reshape(n, (h // p) * (w // p), p * p)
 
     def forward(self, images):
         tokens = self.patch_embed(self.patchify(images))      # (N, P, d)
         n, _, d = tokens.shape
         cls = self.cls_token.broadcast_to((n, 1, d))         # one [CLS] per image
-        x = engine.concatenate([cls, tokens], axis=1) + self.pos_embed   # (N, 1 + P, d)
+        x = engine.cat([cls, tokens], dim=1) + self.pos_embed   # (N, 1 + P, d)
         x = self.encoder(x)
         return self.head(x[:, 0])                            # (N, d) -> (N, classes)
 
@@ -80,7 +80,7 @@ def evaluate(model, loader) -> tuple[float, np.ndarray, np.ndarray]:
         for xb, yb in loader:
             logits = model(xb)
             total += losses.cross_entropy(logits, yb, reduction="sum").item()
-            preds.append(logits.argmax(axis=1).numpy())
+            preds.append(logits.argmax(dim=1).numpy())
             targets.append(yb.numpy())
     model.train()
     y_true = np.concatenate(targets)
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
         optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup, 1)),
     ], milestones=[warmup])
     print(model)
-    print(f"{sum(p.size for p in model.parameters()):,} parameters; "
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters; "
           f"{model.num_patches} patches of {args.patch}×{args.patch} + [CLS]")
 
     # ---- training
@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
             optimizer.step()
             scheduler.step()
             sums.total += loss.item() * len(yb)
-            sums.correct += int((logits.argmax(axis=1).numpy() == yb.numpy()).sum())
+            sums.correct += int((logits.argmax(dim=1).numpy() == yb.numpy()).sum())
             sums.seen += len(yb)
             bar.set_postfix(loss=f"{sums.total / sums.seen:.4f}")
             run.batch_done()

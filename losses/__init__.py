@@ -7,6 +7,9 @@ their ``nn.Module`` classes, with PyTorch's arguments and reductions; metrics in
     Tensor(2.)
 """
 
+# The loss classes are nn Modules, and nn offers them (nn.CrossEntropyLoss is
+# losses.CrossEntropyLoss): nn is made first, whichever of the two a program imports first.
+import nn  # noqa: F401
 from losses.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 from losses.classification import (
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,

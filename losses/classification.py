@@ -101,20 +101,20 @@ def _broadcast_weight(w, x: Tensor):
 def _cross_entropy_probs(x: Tensor, y, w, reduction: str, eps: float) -> Tensor:
     """ℓᵢ = -Σ_c w_c yᵢ,c log pᵢ,c with y smoothed to (1 - ε) y + ε/C; 'mean' over the
     N·d₁·... samples (not the weights, as PyTorch)."""
-    axis = _class_axis("cross_entropy", x)
-    c = x.shape[axis]
-    logp = engine.log_softmax(x, axis=axis)
+    dim = _class_axis("cross_entropy", x)
+    c = x.shape[dim]
+    logp = engine.log_softmax(x, dim=dim)
     if eps > 0:
         y = y * (1.0 - eps) + eps / c
     prod = logp * y
     if w is not None:
         prod = prod * _broadcast_weight(w, x)
-    loss = -prod.sum(axis=axis)
+    loss = -prod.sum(dim=dim)
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
-    return _weighted_mean(loss.sum(), float(x.size // c) if c else 0.0)
+    return _weighted_mean(loss.sum(), float(x.numel() // c) if c else 0.0)
 
 
 def cross_entropy(input, target, weight=None, ignore_index: int = -100,
@@ -145,8 +145,8 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100,
     checks.unit_interval(op, "label_smoothing", label_smoothing)
     x = checks.tensor(op, "input", input)
     checks.floating(op, "input", x)
-    axis = _class_axis(op, x)
-    c = x.shape[axis]
+    dim = _class_axis(op, x)
+    c = x.shape[dim]
     if _is_probabilities(target):
         y = target if isinstance(target, Tensor) else checks.array_on(op, "target", target, x)
         if tuple(y.shape) != tuple(x.shape):
@@ -156,11 +156,11 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100,
                                     label_smoothing)
     t = checks.class_targets(op, target, x)
     w = _class_weight(op, weight, x, c)
-    logp = engine.log_softmax(x, axis=axis)
+    logp = engine.log_softmax(x, dim=dim)
     nll = nll_loss(logp, t, w, ignore_index, reduction)
     if label_smoothing == 0:
         return nll
-    smooth = -(logp * _broadcast_weight(w, x)).sum(axis=axis)     # -Σ_c w_c log pᵢ,c
+    smooth = -(logp * _broadcast_weight(w, x)).sum(dim=dim)       # -Σ_c w_c log pᵢ,c
     valid = t != ignore_index
     smooth = engine.where(valid, smooth, 0.0)
     if reduction == "sum":

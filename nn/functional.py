@@ -4,7 +4,8 @@
 Each function handles PyTorch's signature and makes one call to the engine, where the op
 lives (:mod:`engine.ops`: its Function, formula and checks); a function whose signature is
 PyTorch's already is the engine's own. Multi-head attention composes engine ops: the
-projections, the attention of :mod:`engine.ops.attention`, the output projection.
+projections, the attention of :mod:`engine.ops.attention`, the output projection. The
+losses (``F.cross_entropy``, ``F.mse_loss``, ...) are the functions of :mod:`losses`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from engine.ops.embedding import Embedding, embedding  # noqa: F401  (the Functi
 from engine.ops.linalg import Linear, linear  # noqa: F401
 from engine.ops.norm import BatchNorm, batch_norm, layer_norm  # noqa: F401
 from engine.ops.pool import avg_pool2d, max_pool2d
+from engine.ops.utils import numpy_names
 from engine.tensor import Tensor
+from losses.classification import (  # noqa: F401  (PyTorch's F.cross_entropy, ...)
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, nll_loss,
+)
+from losses.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss  # noqa: F401
 
 __all__ = [
     "linear", "relu", "gelu", "tanh", "sigmoid", "leaky_relu", "softmax", "log_softmax",
@@ -49,6 +55,7 @@ def _implicit_softmax_dim(ndim: int, op: str) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
+@numpy_names
 def softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """e^(xᵢ) / Σⱼ e^(xⱼ) along ``dim`` (with dim=None PyTorch's legacy choice: 0 for 0-,
     1- and 3-d inputs, else 1, with a warning)."""
@@ -57,6 +64,7 @@ def softmax(input: Tensor, dim: int | None = None) -> Tensor:
     return engine.softmax(input, dim)
 
 
+@numpy_names
 def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """xᵢ - log Σⱼ e^(xⱼ) along ``dim`` (dim=None as in :func:`softmax`)."""
     if dim is None:
@@ -70,8 +78,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     (docs/formulas.md, F13 regularization).
 
     E[y] = x, so evaluation (``training=False``) is the identity. The mask comes from
-    :func:`engine.random.dropout_mask` (same seed, same mask on every device); p = 1 gives
-    zeros.
+    :func:`engine.random.dropout_mask`, drawn on the data's device (same seed, same mask
+    there); p = 1 gives zeros.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -199,7 +207,7 @@ def multi_head_attention_forward(
     # out = [head₁, ..., head_h] W_oᵀ + b_o,  (L, N, E)
     out = linear(_merge_heads(heads), out_proj_weight, out_proj_bias)
     if weights is not None and average_attn_weights:
-        weights = weights.mean(axis=1)                   # (N, h, L, S) -> (N, L, S)
+        weights = weights.mean(dim=1)                    # (N, h, L, S) -> (N, L, S)
     if not batched:
         out = out.reshape(L, E)
         weights = None if weights is None else weights.reshape(weights.shape[1:])
@@ -281,21 +289,21 @@ def _in_projection(query, key, value, E: int, weight, bias):
         return (linear(query, weight[0], b_q), linear(key, weight[1], b_k),
                 linear(value, weight[2], b_v))
     if query is key and key is value:
-        return engine.split(linear(query, weight, bias), 3, axis=-1)
+        return engine.chunk(linear(query, weight, bias), 3, dim=-1)
     q = linear(query, weight[:E], b_q)
     if key is value:
         kv = linear(key, weight[E:], None if bias is None else bias[E:])
-        return (q,) + engine.split(kv, 2, axis=-1)
+        return (q,) + engine.chunk(kv, 2, dim=-1)
     return q, linear(key, weight[E:2 * E], b_k), linear(value, weight[2 * E:], b_v)
 
 
 def _split_heads(x: Tensor, h: int) -> Tensor:
     """(T, N, E) -> (N, h, T, d): each head a batch entry of the attention."""
     T, N, E = x.shape
-    return x.reshape(T, N, h, E // h).transpose(1, 2, 0, 3)
+    return x.reshape(T, N, h, E // h).permute(1, 2, 0, 3)
 
 
 def _merge_heads(x: Tensor) -> Tensor:
     """(N, h, T, d) -> (T, N, h·d): the heads side by side again."""
     N, h, T, d = x.shape
-    return x.transpose(2, 0, 1, 3).reshape(T, N, h * d)
+    return x.permute(2, 0, 1, 3).reshape(T, N, h * d)

@@ -1,28 +1,27 @@
-"""Recurrent layers: ``LSTMCell`` and ``LSTM``, the LSTM's formulas on engine ops.
+"""Recurrent layers as PyTorch has them: ``RNN``, ``LSTM``, ``GRU`` and their cells.
 
 Parameters and their layout are PyTorch's, so state dicts move between the two as arrays.
-``W_ih`` is (4H, in) and ``W_hh`` is (4H, H); the four gates are stacked along the first
-axis in the order i, f, g, o::
+``W_ih`` is (G·H, in) and ``W_hh`` is (G·H, H): G gate blocks of H rows each, stacked
+along the first axis in PyTorch's order::
 
-    rows [0, H)    input gate      i
-    rows [H, 2H)   forget gate     f
-    rows [2H, 3H)  cell candidate  g
-    rows [3H, 4H)  output gate     o
+    LSTM  G = 4   rows [0, H) input gate i    [H, 2H) forget gate f
+                       [2H, 3H) cell candidate g    [3H, 4H) output gate o
+    GRU   G = 3   rows [0, H) reset gate r    [H, 2H) update gate z    [2H, 3H) candidate n
+    RNN   G = 1
 
-One step, with x (B, in), h and c (B, H)::
+One step, with x (B, in), h and c (B, H), xa = x W_ihᵀ + b_ih and ha = h W_hhᵀ + b_hh
+(B, G·H), the gates from two matmuls (formulas in :mod:`engine.ops.rnn`)::
 
-    a  = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh        (B, 4H): the four gates from two matmuls
-    i  = σ(a_i)    f = σ(a_f)    g = tanh(a_g)    o = σ(a_o)
-    c' = f ⊙ c + i ⊙ g
-    h' = o ⊙ tanh(c')
+    LSTM  i, f, o = σ(xa + ha)  g = tanh(xa + ha)  c' = f ⊙ c + i ⊙ g   h' = o ⊙ tanh(c')
+    GRU   r, z = σ(xa + ha)   n = tanh(xa_n + r ⊙ ha_n)   h' = (1 - z) ⊙ n + z ⊙ h
+    RNN   h' = tanh(xa + ha)  (or relu)
 
-Over a sequence, ``x W_ihᵀ + b_ih + b_hh`` for all T steps is ONE matmul on the (T·B, in)
-input; each step then adds ``h W_hhᵀ`` (one matmul) and applies the gate formulas.
-
-The step is the op :func:`engine.ops.rnn.lstm_cell` (docs/formulas.md, the LSTM): its gate
-formulas exist twice, on engine ops (differentiable to any order) and as one fused op (one
-op per step, first-order only), chosen by ``engine.use_fused`` as for the other fused ops;
-tests check that both agree.
+Over a sequence, ``x W_ihᵀ + b_ih`` for all T steps is ONE matmul on the (T·B, in) input;
+each step then adds ``h W_hhᵀ + b_hh`` (one matmul) and applies the gate formulas. An LSTM
+or GRU layer in one direction is one op over the whole sequence
+(:func:`engine.ops.lstm.lstm_sequence`, :func:`engine.ops.gru.gru_sequence`) whose weight
+gradients are single matmuls over all steps; under ``engine.use_fused(False)``, and for
+the RNN, it runs as the literal per-step formulas.
 """
 
 from __future__ import annotations
@@ -32,10 +31,15 @@ import warnings
 
 import engine
 import nn.functional as F
-from engine.ops.rnn import LSTMCellFunction, lstm_cell, lstm_cell_reference
+from engine.ops.gru import gru_sequence
+from engine.ops.lstm import lstm_sequence
+from engine.ops.rnn import gru_cell, lstm_cell, recurrent_sequence, rnn_cell
 from engine.tensor import Tensor
 from nn import init
 from nn.module import Module, empty_parameter
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+NONLINEARITY = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -56,29 +60,48 @@ def _zeros_state(x: Tensor, shape: tuple) -> Tensor:
     return Tensor._make(xp.zeros(shape, dtype=x.dtype), None, 0)
 
 
-# --------------------------------------------------------------------------- LSTMCell
-class LSTMCell(Module):
-    """One LSTM step: ``(h', c') = LSTMCell(x, (h, c))`` (PyTorch's ``nn.LSTMCell``).
+def _mode(op: str, nonlinearity: str) -> str:
+    if nonlinearity not in NONLINEARITY:
+        raise ValueError(f"{op}: unknown nonlinearity {nonlinearity!r}; expected 'tanh' or "
+                         "'relu'")
+    return NONLINEARITY[nonlinearity]
 
-    Parameters ``weight_ih`` (4H, in), ``weight_hh`` (4H, H), ``bias_ih`` (4H),
-    ``bias_hh`` (4H), gates stacked i, f, g, o; all drawn from U(-1/√H, 1/√H).
-    Input (B, in) or unbatched (in); ``hx = (h, c)`` each (B, H) or (H), zeros if None.
-    """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+def _states(op: str, hx, names: tuple, want: tuple, input_shape: tuple) -> tuple:
+    """``hx`` as a tuple of Tensors of shape ``want``, one per name (an LSTM's h and c)."""
+    count = len(names)
+    states = tuple(hx) if count == 2 else (hx,)
+    if len(states) != count or any(getattr(s, "shape", None) != want for s in states):
+        names = " and ".join(names)
+        got = " and ".join(str(getattr(s, "shape", s)) for s in states)
+        raise ValueError(f"{op}: expected {names} of shape {want}, got {got} "
+                         f"(input {input_shape})")
+    return states
+
+
+# --------------------------------------------------------------------------- cells
+class RNNCellBase(Module):
+    """What the three cells share: parameters ``weight_ih`` (G·H, in), ``weight_hh``
+    (G·H, H), ``bias_ih`` and ``bias_hh`` (G·H), all from U(-1/√H, 1/√H); input (B, in)
+    or unbatched (in); missing states are zeros."""
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, bias: bool,
                  device=None, dtype=None) -> None:
         super().__init__()
+        name = type(self).__name__
         if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"LSTMCell: input_size and hidden_size must be positive, got "
+            raise ValueError(f"{name}: input_size and hidden_size must be positive, got "
                              f"{input_size} and {hidden_size}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
-        self.weight_ih = empty_parameter((4 * hidden_size, input_size), dtype)
-        self.weight_hh = empty_parameter((4 * hidden_size, hidden_size), dtype)
+        self.mode = mode
+        rows = GATES[mode] * hidden_size
+        self.weight_ih = empty_parameter((rows, input_size), dtype)
+        self.weight_hh = empty_parameter((rows, hidden_size), dtype)
         if bias:
-            self.bias_ih = empty_parameter((4 * hidden_size,), dtype)
-            self.bias_hh = empty_parameter((4 * hidden_size,), dtype)
+            self.bias_ih = empty_parameter((rows,), dtype)
+            self.bias_hh = empty_parameter((rows,), dtype)
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -90,71 +113,116 @@ class LSTMCell(Module):
         """Every parameter from U(-1/√H, 1/√H), in registration order (as PyTorch)."""
         _reset_uniform(self, self.hidden_size)
 
-    def forward(self, input: Tensor, hx=None) -> tuple[Tensor, Tensor]:
-        x = input
-        H = self.hidden_size
+    def _step(self, input: Tensor, hx, count: int):
+        """Checks and batching, then the step: ``(xa, ha, states, batched)``."""
+        x, name, H = input, type(self).__name__, self.hidden_size
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"LSTMCell: expected input of shape (batch, {self.input_size}) "
+            raise ValueError(f"{name}: expected input of shape (batch, {self.input_size}) "
                              f"or ({self.input_size},), got {x.shape}")
-        _check_dtype("LSTMCell", x, self.weight_ih)
+        _check_dtype(name, x, self.weight_ih)
         batched = x.ndim == 2
         if not batched:
             x = x.reshape(1, self.input_size)                     # (in,) -> (1, in)
         B = x.shape[0]
         if hx is None:
-            h = c = _zeros_state(x, (B, H))
+            states = tuple(_zeros_state(x, (B, H)) for _ in range(count))
         else:
-            h, c = hx
-            want = (B, H) if batched else (H,)
-            if h.shape != want or c.shape != want:
-                raise ValueError(f"LSTMCell: expected h and c of shape {want}, got "
-                                 f"{h.shape} and {c.shape} (input {input.shape})")
+            states = _states(name, hx, ("h", "c")[:count], (B, H) if batched else (H,),
+                             input.shape)
             if not batched:
-                h, c = h.reshape(1, H), c.reshape(1, H)
-        xa = x @ self.weight_ih.T                                 # (B, 4H)
-        ha = h @ self.weight_hh.T                                 # (B, 4H)
+                states = tuple(s.reshape(1, H) for s in states)
+        xa = x @ self.weight_ih.T                                 # (B, G·H)
+        ha = states[0] @ self.weight_hh.T                         # (B, G·H)
         if self.bias:
             xa = xa + self.bias_ih
             ha = ha + self.bias_hh
-        h, c = lstm_cell(xa, ha, c)
-        if not batched:
-            h, c = h.reshape(H), c.reshape(H)
-        return h, c
+        return xa, ha, states, batched
+
+    def _unbatch(self, t: Tensor, batched: bool) -> Tensor:
+        return t if batched else t.reshape(self.hidden_size)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        return s if self.bias else s + ", bias=False"
+        if not self.bias:
+            s += ", bias=False"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity='relu'"
+        return s
 
 
-# --------------------------------------------------------------------------- LSTM
-class LSTM(Module):
-    """A multi-layer LSTM over a sequence (PyTorch's ``nn.LSTM`` without ``proj_size``).
+class RNNCell(RNNCellBase):
+    """One Elman RNN step: ``h' = RNNCell(x, h)`` = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)
+    (or relu), PyTorch's ``nn.RNNCell``; h (B, H) or (H), zeros if None."""
 
-    ``output, (h_n, c_n) = LSTM(input, (h_0, c_0))`` with input (T, B, in), or (B, T, in)
-    when ``batch_first``, or unbatched (T, in); output (T, B, D·H) holding the last
-    layer's h at every step (forward and reverse directions concatenated when
-    ``bidirectional``, D = 2); h_n and c_n (L·D, B, H) the final states of every layer and
-    direction, in the order layer 0 forward, layer 0 reverse, layer 1 forward, ...
-    (never batch-first, as PyTorch). Missing initial states are zeros.
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", device=None, dtype=None) -> None:
+        super().__init__(_mode("RNNCell", nonlinearity), input_size, hidden_size, bias,
+                         device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        xa, ha, (h,), batched = self._step(input, hx, 1)
+        return self._unbatch(rnn_cell(xa, ha, self.nonlinearity), batched)
+
+
+class LSTMCell(RNNCellBase):
+    """One LSTM step: ``(h', c') = LSTMCell(x, (h, c))`` (PyTorch's ``nn.LSTMCell``);
+    gates i, f, g, o; ``hx = (h, c)`` each (B, H) or (H), zeros if None."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input: Tensor, hx=None) -> tuple[Tensor, Tensor]:
+        xa, ha, (_, c), batched = self._step(input, hx, 2)
+        h, c = lstm_cell(xa, ha, c)
+        return self._unbatch(h, batched), self._unbatch(c, batched)
+
+
+class GRUCell(RNNCellBase):
+    """One GRU step: ``h' = GRUCell(x, h)`` (PyTorch's ``nn.GRUCell``); gates r, z, n with
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h (B, H) or (H), zeros if None."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__("GRU", input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        xa, ha, (h,), batched = self._step(input, hx, 1)
+        return self._unbatch(gru_cell(xa, ha, h), batched)
+
+
+# --------------------------------------------------------------------------- layers
+class RNNBase(Module):
+    """A multi-layer recurrent network over a sequence (PyTorch's ``nn.RNNBase``).
+
+    ``output, h_n = GRU/RNN(input, h_0)``; ``output, (h_n, c_n) = LSTM(input, (h_0, c_0))``.
+    Input (T, B, in), or (B, T, in) when ``batch_first``, or unbatched (T, in); output
+    (T, B, D·H) holding the last layer's h at every step (forward and reverse directions
+    concatenated when ``bidirectional``, D = 2); h_n (and c_n) (L·D, B, H) the final
+    states of every layer and direction, in the order layer 0 forward, layer 0 reverse,
+    layer 1 forward, ... (never batch-first, as PyTorch). Missing initial states are zeros.
 
     Parameters per layer k and direction (suffix ``_reverse`` for the reverse one):
-    ``weight_ih_l{k}`` (4H, in or D·H), ``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}``,
-    ``bias_hh_l{k}`` (4H); gates i, f, g, o; all from U(-1/√H, 1/√H). ``dropout`` is
-    applied to the output of every layer except the last, in training mode.
+    ``weight_ih_l{k}`` (G·H, in or D·H), ``weight_hh_l{k}`` (G·H, H), ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` (G·H); all from U(-1/√H, 1/√H). ``dropout`` is applied to the output
+    of every layer except the last, in training mode.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device=None, dtype=None) -> None:
         super().__init__()
+        name = type(self).__name__
         if input_size <= 0 or hidden_size <= 0 or num_layers <= 0:
-            raise ValueError(f"LSTM: input_size, hidden_size and num_layers must be positive, "
-                             f"got {input_size}, {hidden_size} and {num_layers}")
-        if not 0.0 <= dropout <= 1.0 or isinstance(dropout, bool):
-            raise ValueError(f"LSTM: dropout must be a number in [0, 1], got {dropout!r}")
+            raise ValueError(f"{name}: input_size, hidden_size and num_layers must be "
+                             f"positive, got {input_size}, {hidden_size} and {num_layers}")
+        if isinstance(dropout, bool) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         if dropout > 0 and num_layers == 1:
-            warnings.warn(f"LSTM: dropout={dropout} and num_layers=1: dropout acts only "
-                          "between layers, so it has no effect", UserWarning, stacklevel=2)
+            warnings.warn(f"{name}: dropout={dropout} and num_layers=1: dropout acts only "
+                          "between layers, so it has no effect", UserWarning, stacklevel=3)
+        self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -163,15 +231,16 @@ class LSTM(Module):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         D = 2 if bidirectional else 1
-        H4 = 4 * hidden_size
+        rows = GATES[mode] * hidden_size
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else D * hidden_size
             for suffix in self._suffixes(layer):
-                setattr(self, "weight_ih" + suffix, empty_parameter((H4, layer_in), dtype))
-                setattr(self, "weight_hh" + suffix, empty_parameter((H4, hidden_size), dtype))
+                setattr(self, "weight_ih" + suffix, empty_parameter((rows, layer_in), dtype))
+                setattr(self, "weight_hh" + suffix, empty_parameter((rows, hidden_size),
+                                                                    dtype))
                 if bias:
-                    setattr(self, "bias_ih" + suffix, empty_parameter((H4,), dtype))
-                    setattr(self, "bias_hh" + suffix, empty_parameter((H4,), dtype))
+                    setattr(self, "bias_ih" + suffix, empty_parameter((rows,), dtype))
+                    setattr(self, "bias_hh" + suffix, empty_parameter((rows,), dtype))
         self.reset_parameters()
         if device is not None:
             self.to(device)
@@ -180,35 +249,40 @@ class LSTM(Module):
         """Every parameter from U(-1/√H, 1/√H), in registration order (as PyTorch)."""
         _reset_uniform(self, self.hidden_size)
 
+    def flatten_parameters(self) -> None:
+        """PyTorch compacts the weights into one buffer for cuDNN here; the ops of this
+        module use the parameters as they are, so there is nothing to do."""
+
     def _suffixes(self, layer: int) -> list[str]:
         base = f"_l{layer}"
         return [base, base + "_reverse"] if self.bidirectional else [base]
 
-    def _direction(self, x: Tensor, h: Tensor, c: Tensor, suffix: str, reverse: bool):
-        """Run one layer in one direction over x (T, B, in); returns (T, B, H), h, c."""
-        T, B, n_in = x.shape
+    def _direction(self, x: Tensor, states: tuple, suffix: str, reverse: bool):
+        """One layer in one direction over x (T, B, in): (T, B, H) and the final states."""
         W_ih = getattr(self, "weight_ih" + suffix)
-        W_hh_T = getattr(self, "weight_hh" + suffix).T               # (H, 4H)
-        xa = x.reshape(T * B, n_in) @ W_ih.T                         # (T·B, 4H): one matmul
-        if self.bias:
-            xa = xa + (getattr(self, "bias_ih" + suffix) + getattr(self, "bias_hh" + suffix))
-        steps = engine.split(xa.reshape(T, B, xa.shape[-1]), T, axis=0)   # T × (1, B, 4H)
-        order = range(T - 1, -1, -1) if reverse else range(T)
-        hs = [None] * T
-        for t in order:
-            h, c = lstm_cell(steps[t], h @ W_hh_T, c)
-            hs[t] = h
-        return engine.stack(hs, axis=0), h, c
+        W_hh = getattr(self, "weight_hh" + suffix)
+        b_ih = getattr(self, "bias_ih" + suffix) if self.bias else None
+        b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
+        if self.mode == "LSTM":
+            out, h, c = lstm_sequence(x, *states, W_ih, W_hh, b_ih, b_hh, reverse)
+            return out, (h, c)
+        if self.mode == "GRU":
+            out, h = gru_sequence(x, states[0], W_ih, W_hh, b_ih, b_hh, reverse)
+            return out, (h,)
+        out, h = recurrent_sequence(x, states[0], W_ih, W_hh, b_ih, b_hh, reverse,
+                                    self.mode)
+        return out, (h,)
 
     def forward(self, input: Tensor, hx=None):
-        x = input
+        x, name = input, type(self).__name__
         L, H = self.num_layers, self.hidden_size
         D = 2 if self.bidirectional else 1
+        count = 2 if self.mode == "LSTM" else 1
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
             layout = "(batch, seq, " if self.batch_first else "(seq, batch, "
-            raise ValueError(f"LSTM: expected input of shape {layout}{self.input_size}) or "
-                             f"(seq, {self.input_size}), got {x.shape}")
-        _check_dtype("LSTM", x, self.weight_ih_l0)
+            raise ValueError(f"{name}: expected input of shape {layout}{self.input_size}) "
+                             f"or (seq, {self.input_size}), got {x.shape}")
+        _check_dtype(name, x, self.weight_ih_l0)
         batched = x.ndim == 3
         if not batched:
             x = x.reshape(x.shape[0], 1, x.shape[1])                  # (T, in) -> (T, 1, in)
@@ -216,44 +290,43 @@ class LSTM(Module):
             x = x.swapaxes(0, 1)                                      # (B, T, in) -> (T, B, in)
         T, B = x.shape[0], x.shape[1]
         if T == 0:
-            raise ValueError(f"LSTM: the input sequence is empty (input shape {input.shape})")
-        if hx is None:
-            h0 = c0 = None
-        else:
-            h0, c0 = hx
+            raise ValueError(f"{name}: the input sequence is empty (input shape "
+                             f"{input.shape})")
+        if hx is not None:
             want = (L * D, B, H) if batched else (L * D, H)
-            if h0.shape != want or c0.shape != want:
-                raise ValueError(f"LSTM: expected h_0 and c_0 of shape {want}, got "
-                                 f"{h0.shape} and {c0.shape} (input {input.shape})")
+            hx = _states(name, hx, ("h_0", "c_0")[:count], want, input.shape)
             if not batched:
-                h0, c0 = h0.reshape(L * D, 1, H), c0.reshape(L * D, 1, H)
-        h_n, c_n = [], []
+                hx = tuple(s.reshape(L * D, 1, H) for s in hx)
+        finals = [[] for _ in range(count)]
         for layer in range(L):
             outs = []
             for d, suffix in enumerate(self._suffixes(layer)):
                 k = layer * D + d
-                if h0 is None:
-                    h = c = _zeros_state(x, (B, H))
+                if hx is None:
+                    states = tuple(_zeros_state(x, (B, H)) for _ in range(count))
                 else:
-                    h, c = h0[k], c0[k]
-                out, h, c = self._direction(x, h, c, suffix, reverse=d == 1)
+                    states = tuple(s[k] for s in hx)
+                out, states = self._direction(x, states, suffix, reverse=d == 1)
                 outs.append(out)
-                h_n.append(h)
-                c_n.append(c)
-            x = outs[0] if D == 1 else engine.concatenate(outs, axis=-1)   # (T, B, D·H)
+                for acc, s in zip(finals, states):
+                    acc.append(s)
+            x = outs[0] if D == 1 else engine.cat(outs, dim=-1)   # (T, B, D·H)
             if self.dropout > 0 and self.training and layer < L - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        h_n, c_n = engine.stack(h_n, axis=0), engine.stack(c_n, axis=0)   # (L·D, B, H)
+        finals = [engine.stack(acc, dim=0) for acc in finals]          # (L·D, B, H)
         if not batched:
-            return x.reshape(T, D * H), (h_n.reshape(L * D, H), c_n.reshape(L * D, H))
-        if self.batch_first:
+            x = x.reshape(T, D * H)
+            finals = [s.reshape(L * D, H) for s in finals]
+        elif self.batch_first:
             x = x.swapaxes(0, 1)                                      # (T, B, ·) -> (B, T, ·)
-        return x, (h_n, c_n)
+        return x, (tuple(finals) if count == 2 else finals[0])
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity='relu'"
         if not self.bias:
             s += ", bias=False"
         if self.batch_first:
@@ -265,4 +338,39 @@ class LSTM(Module):
         return s
 
 
-__all__ = ["LSTMCell", "LSTM", "LSTMCellFunction", "lstm_cell", "lstm_cell_reference"]
+class RNN(RNNBase):
+    """Elman RNN layers (PyTorch's ``nn.RNN``): h_t = tanh(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ
+    + b_hh), or relu with ``nonlinearity='relu'``. ``output, h_n = RNN(input, h_0)``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None,
+                 dtype=None) -> None:
+        super().__init__(_mode("RNN", nonlinearity), input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, device, dtype)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(RNNBase):
+    """LSTM layers (PyTorch's ``nn.LSTM`` without ``proj_size``): gates i, f, g, o;
+    ``output, (h_n, c_n) = LSTM(input, (h_0, c_0))``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device, dtype)
+
+
+class GRU(RNNBase):
+    """GRU layers (PyTorch's ``nn.GRU``): gates r, z, n with n = tanh(W_in x + b_in +
+    r ⊙ (W_hn h + b_hn)) and h' = (1 - z) ⊙ n + z ⊙ h; ``output, h_n = GRU(input, h_0)``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None) -> None:
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device, dtype)
+
+
+__all__ = ["RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "RNN", "LSTM", "GRU"]

@@ -1,6 +1,6 @@
-"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) with PyTorch's update rules, defaults and
-state_dict layout; learning-rate schedulers in :mod:`optim.lr_scheduler`; gradient
-clipping; magnitude pruning in :mod:`optim.pruning`.
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta) with PyTorch's update rules,
+defaults and state_dict layout; learning-rate schedulers in :mod:`optim.lr_scheduler`;
+gradient clipping; magnitude pruning in :mod:`optim.pruning`.
 
     >>> import engine, optim
     >>> w = engine.tensor([1.0, -2.0], requires_grad=True)
@@ -17,6 +17,7 @@ from optim.sgd import SGD
 from optim.adam import Adam, AdamW
 from optim.rmsprop import RMSprop
 from optim.adagrad import Adagrad
+from optim.adadelta import Adadelta
 from optim.clip import clip_grad_norm_, clip_grad_value_
 from optim import lr_scheduler
 from engine.distributed import DistributedOptimizer
@@ -26,6 +27,6 @@ from engine.distributed import DistributedOptimizer
 Optimizer.register(DistributedOptimizer)
 
 __all__ = [
-    "Optimizer", "required", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad",
+    "Optimizer", "required", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta",
     "clip_grad_norm_", "clip_grad_value_", "lr_scheduler", "pruning",
 ]

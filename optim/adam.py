@@ -1,9 +1,19 @@
 """Adam and AdamW, written as the textbook formulas (docs/formulas.md, F11 Adam, with
-its ε)."""
+its ε).
+
+:func:`_literal_step` is the update on whole arrays, NumPy or CuPy. On NumPy arrays in
+float32 or float64 the same arithmetic runs as one pass of a Numba kernel
+(:mod:`engine.kernels.cpu_optim`): no temporaries, each array read and written once, the
+same bits; ``engine.use_fused(False)`` turns it off, as for the fused ops."""
 
 from __future__ import annotations
 
-from engine import backend
+import functools
+import importlib
+
+import numpy as np
+
+from engine import backend, kernels
 from optim.optimizer import Optimizer
 
 
@@ -47,33 +57,69 @@ class Adam(Optimizer):
     def update(self, group: dict) -> None:
         lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        for p, g in self._gradients(group):
+        amsgrad, decoupled = group["amsgrad"], group["decoupled_weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = p.grad.data               # maximize is applied by the step itself
             state = self.state[p]
             if not state:
                 state["step"] = 0
                 state["exp_avg"] = self._zeros_like(p)
                 state["exp_avg_sq"] = self._zeros_like(p)
-                if group["amsgrad"]:
+                if amsgrad:
                     state["max_exp_avg_sq"] = self._zeros_like(p)
             state["step"] += 1
-            t = state["step"]
-            if wd != 0:
-                if group["decoupled_weight_decay"]:
-                    p.data *= 1.0 - lr * wd
-                else:
-                    g = g + wd * p.data
             m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-            m *= beta1
-            m += (1.0 - beta1) * g
-            v *= beta2
-            v += (1.0 - beta2) * (g * g)
-            if group["amsgrad"]:
-                v_max = state["max_exp_avg_sq"].data
-                backend.array_module(v).maximum(v_max, v, out=v_max)
-                v = v_max
-            m_hat = m / (1.0 - beta1 ** t)
-            v_hat = v / (1.0 - beta2 ** t)
-            p.data -= lr * m_hat / (backend.array_module(v).sqrt(v_hat) + eps)
+            v_max = state["max_exp_avg_sq"].data if amsgrad else None
+            rule = _fused_kernel(p.data, g, m, v, v_max) or _literal_step
+            rule(p.data, g, m, v, v_max, step=state["step"], lr=lr, beta1=beta1, beta2=beta2,
+                 eps=eps, weight_decay=wd, decoupled=decoupled, maximize=group["maximize"])
+
+
+def _literal_step(theta, g, m, v, v_max, *, step, lr, beta1, beta2, eps, weight_decay,
+                  decoupled, maximize) -> None:
+    """One step of the formulas above on whole arrays (NumPy or CuPy), in place on θ, m,
+    v and v_max (None without amsgrad); g is only read. t = ``step``."""
+    t = step
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        if decoupled:
+            theta *= 1.0 - lr * weight_decay
+        else:
+            g = g + weight_decay * theta
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)
+    if v_max is not None:
+        backend.array_module(v).maximum(v_max, v, out=v_max)
+        v = v_max
+    m_hat = m / (1.0 - beta1 ** t)
+    v_hat = v / (1.0 - beta2 ** t)
+    theta -= lr * m_hat / (backend.array_module(v).sqrt(v_hat) + eps)
+
+
+def _fused_kernel(theta, g, m, v, v_max):
+    """The one-pass kernel (:func:`engine.kernels.cpu_optim.adam_step`) when it serves
+    these arrays: fused kernels on, NumPy arrays of one fused dtype, θ and its state
+    C-contiguous and writeable; else None, and :func:`_literal_step` runs. Both give the
+    same bits."""
+    if not (kernels.fused_enabled() and type(g) is np.ndarray and g.shape == theta.shape
+            and theta.dtype in kernels.FUSED_DTYPES):
+        return None
+    for a in (theta, m, v) if v_max is None else (theta, m, v, v_max):
+        if not (type(a) is np.ndarray and a.dtype == g.dtype and a.shape == g.shape
+                and a.flags.c_contiguous and a.flags.writeable):
+            return None
+    return _cpu_kernel()
+
+
+@functools.cache
+def _cpu_kernel():
+    """The kernel, imported on first use (its module loads Numba)."""
+    return importlib.import_module("engine.kernels.cpu_optim").adam_step
 
 
 class AdamW(Adam):

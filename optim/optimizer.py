@@ -9,7 +9,10 @@ enabled), then, without recording a graph, calls ``update(group)`` for each para
 group and ``finish_step()``. A subclass implements ``update`` as the literal update rule on
 raw arrays:
 
-- parameters are updated in place (``p.data[...]`` arithmetic), outside any graph;
+- parameters are updated in place (``p.data[...]`` arithmetic), outside any graph; the step
+  counts one in-place write per updated parameter (its ``_version``, as PyTorch's in-place
+  updates do), so a backward through a graph that saved a parameter before the step raises
+  instead of using the new values;
 - a ``.grad`` array is never modified (gradient arrays may be shared): every step works on
   new arrays derived from it;
 - state buffers live on the parameter's device with its dtype.
@@ -32,7 +35,7 @@ from itertools import chain
 
 import numpy as np
 
-from engine import backend
+from engine import backend, versions
 from engine.function import enable_grad, no_grad
 from engine.tensor import Tensor
 from optim import pruning
@@ -152,6 +155,10 @@ class Optimizer(abc.ABC):
             for group in self.param_groups:
                 self.update(group)
             self.finish_step()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    versions.bump(p.data)
         return loss
 
     @abc.abstractmethod

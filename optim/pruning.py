@@ -124,8 +124,8 @@ def global_unstructured(parameters, amount=0.3) -> None:
     keep = _prune_smallest(scores, keep, amount, op)
     start = 0
     for (m, n), p in zip(pairs, params):
-        _set_mask(m, n, p, keep[start:start + p.size].reshape(p.shape))
-        start += p.size
+        _set_mask(m, n, p, keep[start:start + p.numel()].reshape(p.shape))
+        start += p.numel()
 
 
 def identity(module, name: str = "weight") -> None:

@@ -45,3 +45,15 @@ def _isolate_engine_state():
     engine.set_default_dtype(np.float32)
     yield
     engine.set_default_dtype(np.float32)
+
+
+@pytest.fixture
+def host_dropout_masks(monkeypatch):
+    """Dropout masks drawn by the host generator and copied to the data's device, as for
+    CPU data: a CPU run and a GPU run of the same seed then drop the same elements, and
+    their results compare exactly (a GPU draws its own masks with its own generator)."""
+    from engine import random
+
+    draw = random.dropout_mask
+    monkeypatch.setattr(random, "dropout_mask", lambda shape, p, dtype, device:
+                        backend.to_device(draw(shape, p, dtype, "cpu"), device))

@@ -1,10 +1,10 @@
 """A fake CuPy on NumPy: xpgrad's CUDA code path, run and checked on a machine without a GPU.
 
 :func:`install` (given pytest's ``monkeypatch``) puts modules named ``cupy``,
-``cupy.cuda``, ``cupyx``, ``cupyx.scipy`` and ``cupyx.scipy.special`` into ``sys.modules``
-and resets ``engine.backend`` so that its lazy ``import cupy`` finds them: from then on
-``"cuda"`` / ``"cuda:0"`` are devices, ``x.to("cuda")`` makes fake device arrays, and
-every engine path that branches on the device takes its CUDA branch.
+``cupy.cuda``, ``cupy.random``, ``cupyx``, ``cupyx.scipy`` and ``cupyx.scipy.special`` into
+``sys.modules`` and resets ``engine.backend`` so that its lazy ``import cupy`` finds them:
+from then on ``"cuda"`` / ``"cuda:0"`` are devices, ``x.to("cuda")`` makes fake device
+arrays, and every engine path that branches on the device takes its CUDA branch.
 
 A fake device array is a ``cupy._fake.ndarray``: a wrapper around a NumPy array (so the
 numbers are NumPy's, and equal the CPU path's) that is as strict as CuPy where host and
@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import sys
 import types
+import weakref
 
 import numpy as np
 
 NAMES_USED: set = set()
+# id(NumPy array) -> the live fake array wrapping it, so that ``.base`` is one object
+_WRAPPERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 SYNC_CALLS = [0]     # how often a stream or device was synchronized
 DEVICE_COUNT = 1
 
@@ -175,13 +178,15 @@ class ndarray:
     """A device array of the fake CuPy (see the module docstring)."""
 
     __module__ = "cupy._fake"
-    __slots__ = ("_a", "__weakref__")
+    __slots__ = ("_a", "_base", "__weakref__")
     __hash__ = None
 
     def __init__(self, a):
         if not isinstance(a, np.ndarray) or type(a) is not np.ndarray:
             raise TypeError(f"fake cupy.ndarray wraps a NumPy array, got {type(a)}")
         self._a = a
+        self._base = None
+        _WRAPPERS[id(a)] = self
 
     # ------------------------------------------------------------ host <-> device
     def get(self, stream=None, order="C", out=None, blocking=True):
@@ -236,8 +241,15 @@ class ndarray:
 
     @property
     def base(self):
+        """The device array whose memory this view uses: the same object every time, the
+        one the caller holds if it is alive, as in CuPy (version counters key on it)."""
         b = self._a.base
-        return ndarray(b) if type(b) is np.ndarray else None
+        if type(b) is not np.ndarray:
+            return None
+        if self._base is None or self._base._a is not b:
+            live = _WRAPPERS.get(id(b))
+            self._base = live if live is not None and live._a is b else ndarray(b)
+        return self._base
 
     # ------------------------------------------------------------ Python protocol
     def __len__(self):
@@ -472,6 +484,37 @@ def _erf(x):
     return ndarray(np.asarray(backend._erf_ufunc()(x._a)))
 
 
+class _Generator:
+    """``cupy.random.Generator`` on host memory: ``random(size, dtype)`` draws uniforms in
+    [0, 1) as CuPy does, float64 for dtype float64 and float32 cast to ``dtype`` for any
+    other, and returns a device array. The stream is not CuPy's (cuRAND's XORWOW), and not
+    the engine's host generator's either (PCG64): draws on the device differ from the
+    host's for the same seed, as on a real GPU."""
+
+    def __init__(self, bit_generator):
+        if not isinstance(bit_generator, np.random.BitGenerator):
+            raise TypeError(f"Generator: expected a BitGenerator, got {type(bit_generator)}")
+        self.bit_generator = bit_generator
+        self._host = np.random.Generator(bit_generator)
+
+    def random(self, size=None, dtype=np.float64, out=None):
+        dtype = np.dtype(dtype)
+        draw = np.float64 if dtype.char == "d" else np.float32
+        y = ndarray(self._host.random(() if size is None else size, dtype=draw)
+                    .astype(dtype, copy=False))
+        if out is not None:
+            out[...] = y
+            return out
+        return y
+
+
+def _default_rng(seed=None):
+    """``cupy.random.default_rng``: a Generator over a fresh bit generator for ``seed``."""
+    if isinstance(seed, _Generator):
+        return seed
+    return _Generator(np.random.Philox(seed))
+
+
 def make_modules() -> dict:
     """The fake ``cupy`` and its companions, by their names in ``sys.modules``."""
     cp = _Module("cupy")
@@ -501,6 +544,10 @@ def make_modules() -> dict:
     cp.cuda = cuda
     cp.is_available = lambda: True
 
+    random = types.ModuleType("cupy.random")
+    random.default_rng, random.Generator = _default_rng, _Generator
+    cp.random = random
+
     special = types.ModuleType("cupyx.scipy.special")
     special.erf = _erf
     scipy = types.ModuleType("cupyx.scipy")
@@ -508,8 +555,8 @@ def make_modules() -> dict:
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = _scatter_add
     cupyx.scipy = scipy
-    return {"cupy": cp, "cupy.cuda": cuda, "cupyx": cupyx, "cupyx.scipy": scipy,
-            "cupyx.scipy.special": special}
+    return {"cupy": cp, "cupy.cuda": cuda, "cupy.random": random, "cupyx": cupyx,
+            "cupyx.scipy": scipy, "cupyx.scipy.special": special}
 
 
 def install(monkeypatch):

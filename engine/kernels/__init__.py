@@ -15,10 +15,19 @@ the same array-level functions (``softmax_forward(xp, x, axis, log)``,
 
 :func:`select` picks one for the arrays at hand: the fused kernels for float32 and float64
 data, the reference for other dtypes and whenever ``engine.use_fused(False)`` (a call, or a
-context manager) is in force. The fused softmax and log-softmax are differentiable twice;
-the other fused ops once (their backward uses saved intermediates): under ``create_graph``
-they ask for ``use_fused(False)``. In attention, a query whose keys are all masked gets
-probabilities 0 and an output of 0 on every implementation, never NaN.
+context manager) is in force. Softmax, log-softmax, cross-entropy and layer norm never see
+float16: their entries compute it in float32 and round the result (as PyTorch does). The
+fused softmax and log-softmax are differentiable twice; the other fused ops once (their
+backward uses saved intermediates): under ``create_graph`` they ask for
+``use_fused(False)``. In attention, a query whose keys are all masked gets
+probabilities 0 and an output of 0 on every implementation, never NaN; a NaN score that
+takes part makes its query's row NaN on every implementation, as in the formula.
+
+The LSTM and GRU steps (:mod:`~engine.kernels.cpu_rnn`, :mod:`~engine.kernels.cpu_gru`,
+:mod:`~engine.kernels.cuda_rnn`) and the embedding's gradient
+(:mod:`~engine.kernels.cpu_embedding`, CPU only) are served by the same switch; their
+reference twins are engine ops (:mod:`engine.ops.rnn`, :mod:`engine.ops.lstm`,
+:mod:`engine.ops.gru`) and the scatter-add of :mod:`engine.ops.indexing`.
 
 This package holds array code only: it imports nothing from :mod:`engine.ops`.
 """

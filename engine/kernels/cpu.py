@@ -20,6 +20,11 @@ from engine.kernels import cpu_attention, layout
 from engine.kernels.cpu_math import (
     JIT_SUM, PARALLEL, exp_shifted_sum, row_dot, row_max, row_sum, sum_exp_shifted, vexp,
 )
+from engine.kernels.cpu_embedding import embedding_backward  # noqa: F401
+from engine.kernels.cpu_gru import gru_cell_backward, gru_cell_forward  # noqa: F401
+from engine.kernels.cpu_rnn import (  # noqa: F401  (the LSTM step of engine.ops.rnn)
+    lstm_cell_backward, lstm_cell_forward,
+)
 
 
 # ---------------------------------------------------------------- softmax, log-softmax

@@ -14,6 +14,8 @@ are in :mod:`engine.kernels.reference`.
 
 from __future__ import annotations
 
+import itertools
+
 import numba
 import numpy as np
 from numba import njit
@@ -42,15 +44,19 @@ def _head_probs(s, i0, i1, nk, scale, bias, has_bias, keep, has_keep, causal):
             kr = keep[i]
             for j in range(n):
                 row[j] = row[j] if kr[j] else ninf
-        m = row_max(row, n)
-        if m == ninf:                                 # every key masked: P = 0, no NaN
-            row[:] = 0
+        m = row_max(row, n)                           # NaN entries skipped
+        if m == ninf:              # every key masked: P = 0, no NaN (NaN if a score is)
+            fill = s.dtype.type(0)
+            for j in range(n):
+                if row[j] != row[j]:
+                    fill = row[j]
+            row[:] = fill
             continue
-        inv = s.dtype.type(1) / exp_shifted_sum_inplace(row, m, n)
+        inv = s.dtype.type(1) / exp_shifted_sum_inplace(row, m, n)   # NaN if a score is
         for j in range(n):
             row[j] *= inv
-        for j in range(n, tk):
-            row[j] = 0
+        for j in range(n, tk):                        # a NaN row is NaN everywhere
+            row[j] = 0 if inv == inv else inv
 
 
 @njit(nogil=True, **JIT)
@@ -67,8 +73,8 @@ def _head_grad_scores(p, gp, i0, i1, nk, drop, has_drop, causal):
         d = row_dot(gr, pr, n)
         for j in range(n):
             gr[j] = pr[j] * (gr[j] - d)
-        for j in range(n, tk):
-            gr[j] = 0
+        for j in range(n, tk):                        # P = 0 there; a NaN row stays NaN
+            gr[j] = 0 if d == d else d
 
 
 def _blocks(tq: int, tk: int, causal: bool) -> list:
@@ -99,6 +105,8 @@ def forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
     dummy_f = np.zeros((1, 1), dtype=q.dtype)
     dummy_b = np.ones((1, 1), dtype=np.bool_)
     blocks = _blocks(tq, tk, causal)
+    # P V over the keys a block sees: a NaN or inf value past them must still give NaN
+    hidden_bad = causal and not np.isfinite(v).all()
 
     def heads(lo: int, hi: int) -> None:
         for r in range(lo, hi):
@@ -113,6 +121,8 @@ def forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
                 if drop is not None:
                     pb = pb * drop[g, h, i0:i1, :n]
                 np.matmul(pb, v[g, h, :n], out=out[g, h, i0:i1])
+                if hidden_bad and n < tk:               # 0 · NaN = NaN, as in P V
+                    out[g, h, i0:i1, ~np.isfinite(v[g, h, n:]).all(axis=0)] = np.nan
 
     _over_heads(heads, ng * nh, tq * tk)
     return out, p
@@ -165,9 +175,23 @@ def backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra, needs
 
 
 def _over_heads(work, n_heads: int, head_size: int) -> None:
-    """Run ``work(lo, hi)`` over head ranges on ``numba.get_num_threads()`` threads; inline
-    when the work is small or BLAS cannot be held to one thread per worker."""
+    """Run ``work(lo, hi)`` over every head on ``numba.get_num_threads()`` threads; inline
+    when the work is small or BLAS cannot be held to one thread per worker.
+
+    The threads claim heads one at a time from a shared counter instead of taking fixed
+    ranges: on a machine whose cores are shared, a worker the scheduler starts late finds
+    the heads already done by the others, rather than making them wait for its half."""
     n_threads = min(numba.get_num_threads(), n_heads)
-    if n_threads < 2 or n_heads * head_size < 1 << 15 or \
-            not threads.run_split(work, n_heads, n_threads):
+    if n_threads < 2 or n_heads * head_size < 1 << 15:
         work(0, n_heads)
+        return
+    counter = itertools.count()         # next() on it is atomic: each head claimed once
+
+    def claim(_lo: int, _hi: int) -> None:
+        r = next(counter)
+        while r < n_heads:
+            work(r, r + 1)
+            r = next(counter)
+
+    if not threads.run_split(claim, n_threads, n_threads):
+        claim(0, n_heads)

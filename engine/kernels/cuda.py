@@ -17,6 +17,9 @@ from numba import cuda
 from engine import backend
 from engine.kernels import layout
 from engine.kernels.cuda_jit import SIMULATOR, compiled, threads_for
+from engine.kernels.cuda_rnn import (  # noqa: F401  (the LSTM and GRU steps)
+    gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward,
+)
 
 
 def _launch(kernel, grid, threads, *args) -> None:

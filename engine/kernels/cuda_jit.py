@@ -50,13 +50,13 @@ def _block_sum(buf, v):
 
 @cuda.jit(device=True)
 def _block_max(buf, v):
-    """max of ``v`` over the block (a NaN makes the row NaN downstream, as on the CPU)."""
+    """max of ``v`` over the block; NaN if some thread's ``v`` is NaN (as NumPy's max)."""
     t = cuda.threadIdx.x
     buf[t] = v
     cuda.syncthreads()
     s = cuda.blockDim.x // 2
     while s > 0:
-        if t < s and buf[t + s] > buf[t]:
+        if t < s and (buf[t + s] > buf[t] or buf[t + s] != buf[t + s]):
             buf[t] = buf[t + s]
         cuda.syncthreads()
         s //= 2
@@ -227,7 +227,7 @@ def compiled(dtype: np.dtype) -> SimpleNamespace:
             if has_keep and not keep[g, h, i, j]:
                 v = ft(ninf)
             s[g, h, i, j] = v
-            if v > m:
+            if v > m or v != v:                       # a NaN score makes the max NaN
                 m = v
         m = _block_max(buf, m)
         if m == ninf:                                 # every key masked: P = 0, no NaN
@@ -239,9 +239,10 @@ def compiled(dtype: np.dtype) -> SimpleNamespace:
             e = math.exp(s[g, h, i, j] - m)
             s[g, h, i, j] = e
             z += e
-        inv = ft(1) / _block_sum(buf, z)
+        inv = ft(1) / _block_sum(buf, z)              # NaN for a row with a NaN score
+        tail = ft(0) if inv == inv else inv           # a NaN row is NaN everywhere
         for j in range(t, tk, nt):
-            s[g, h, i, j] = s[g, h, i, j] * inv if j < n else ft(0)
+            s[g, h, i, j] = s[g, h, i, j] * inv if j < n else tail
 
     @cuda.jit
     def attention_grad_scores(p, gp, drop, has_drop, causal):
@@ -256,8 +257,9 @@ def compiled(dtype: np.dtype) -> SimpleNamespace:
                 gp[g, h, i, j] *= drop[g, h, i, j]
             d += gp[g, h, i, j] * p[g, h, i, j]
         d = _block_sum(buf, d)
+        tail = ft(0) if d == d else d                 # P = 0 there; a NaN row stays NaN
         for j in range(t, tk, nt):
-            gp[g, h, i, j] = p[g, h, i, j] * (gp[g, h, i, j] - d) if j < n else ft(0)
+            gp[g, h, i, j] = p[g, h, i, j] * (gp[g, h, i, j] - d) if j < n else tail
 
     return SimpleNamespace(
         softmax_fwd=softmax_fwd, softmax_bwd=softmax_bwd,

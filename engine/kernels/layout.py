@@ -14,7 +14,7 @@ def rows(xp, x, axis: int):
     """x with ``axis`` moved last, as C-contiguous rows (N, C)."""
     if axis != x.ndim - 1:
         x = xp.moveaxis(x, axis, -1)
-    return xp.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    return xp.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def unrows(xp, y, shape: tuple, axis: int):
@@ -26,7 +26,9 @@ def unrows(xp, y, shape: tuple, axis: int):
 
 def last_axes_rows(xp, x, n_axes: int):
     """x as C-contiguous rows (N, K) over its last ``n_axes`` axes (K their product)."""
-    return xp.ascontiguousarray(x).reshape(-1, math.prod(x.shape[x.ndim - n_axes:]))
+    lead = x.ndim - n_axes
+    return xp.ascontiguousarray(x).reshape(math.prod(x.shape[:lead]),
+                                           math.prod(x.shape[lead:]))
 
 
 def group_shape(lead: tuple, tq: int, tk: int) -> tuple:

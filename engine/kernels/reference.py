@@ -18,15 +18,17 @@ from engine import backend
 # ---------------------------------------------------------------- softmax, log-softmax
 def log_softmax(xp, x, axis: int):
     """x - m - log Σ exp(x - m) along ``axis``, m the max (arrays or Tensors)."""
-    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def softmax_forward(xp, x, axis: int, log: bool):
     """yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m = maxⱼ xⱼ (or its log, xᵢ - m - log Σⱼ ...)."""
+    if x.size == 0:                     # an empty result, also over an empty axis
+        return xp.empty_like(x)
     if log:
         return log_softmax(xp, x, axis)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
@@ -92,6 +94,8 @@ def layer_norm_stats(xp, x, axes: tuple, eps: float):
 def layer_norm_forward(xp, x, weight, bias, n_axes: int, eps: float):
     """y = x̂ ⊙ γ + β,  x̂ = (x - μ) / √(σ² + eps), μ and σ² (biased) over the last
     ``n_axes`` axes; γ, β (the normalized shape) or None. Returns y and ``(x, γ)``."""
+    if x.size == 0:                     # nothing to normalize (and no mean of nothing)
+        return xp.empty_like(x), (x, weight)
     _, _, xhat = layer_norm_stats(xp, x, tuple(range(x.ndim - n_axes, x.ndim)), eps)
     y = xhat
     if weight is not None:
@@ -107,6 +111,9 @@ def layer_norm_backward(xp, saved, gy, n_axes: int, eps: float, needs: tuple):
     x, weight = saved
     axes = tuple(range(x.ndim - n_axes, x.ndim))
     lead = tuple(range(x.ndim - n_axes))
+    if x.size == 0:                     # empty gradients, or sums of nothing: zeros
+        return (gy * 0.0, (gy * 0.0).sum(axis=lead) if needs[1] else None,
+                gy.sum(axis=lead) if needs[2] else None)
     _, rstd, xhat = layer_norm_stats(xp, x, axes, eps)
     g_xhat = gy * weight if weight is not None else gy
     gx = rstd * (g_xhat - g_xhat.mean(axis=axes, keepdims=True)
@@ -130,18 +137,21 @@ def attention_probs(xp, q, k, bias, allowed, scale: float):
     """P = softmax(S) with S = scale · Q Kᵀ + bias, entries not ``allowed`` at -inf.
 
     A row with every entry masked gives P = 0 (no NaN): its max is taken as 0, so every
-    exp(S - m) is 0, and the normalizer 0 is replaced by 1.
+    exp(S - m) is 0, and the normalizer 0 is replaced by 1. A NaN among the entries that
+    take part makes the whole row NaN (its normalizer is NaN), as in softmax.
     """
     s = (q @ k.swapaxes(-1, -2)) * scale
     if bias is not None:
         s = s + bias
+    if s.shape[-1] == 0:                # no keys: empty rows of P, and P V = 0
+        return s
     if allowed is not None:
         s = xp.where(allowed, s, float("-inf"))
-    m = s.max(axis=-1, keepdims=True)
+    m = xp.max(s, axis=-1, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)
     e = xp.exp(s - m)
     z = e.sum(axis=-1, keepdims=True)
-    return e / xp.where(z > 0, z, 1.0)
+    return e / xp.where(z == 0, 1.0, z)
 
 
 def attention_forward(xp, q, k, v, bias, keep, causal: bool, drop, scale: float):

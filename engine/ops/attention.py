@@ -38,6 +38,8 @@ class Attention(Function):
     docs/formulas.md, the Transformer.
     """
 
+    ctx_arrays = ("drop",)
+
     @staticmethod
     def forward(ctx, q, k, v, bias, keep=None, causal=False, drop=None, scale=1.0,
                 need_weights=False):
@@ -111,11 +113,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, keep=None, bias=None, causal: bool =
     """softmax(Q Kᵀ · scale + bias, masked) V with masks already in the form of
     :func:`attention_masks` and arguments already checked (what the entries call).
 
-    ``scale`` defaults to 1/√D. ``dropout_p``: inverted dropout on the probabilities, the
-    mask drawn as ``nn.Dropout`` draws its own (:func:`engine.random.dropout_mask`).
-    Returns ``out``, or ``(out, probs)`` when ``need_weights`` (``probs`` before dropout).
+    ``scale`` defaults to 1/√D (1 for D = 0, where every score QKᵀ is an empty sum, 0).
+    ``dropout_p``: inverted dropout on the probabilities, the mask drawn as ``nn.Dropout``
+    draws its own (:func:`engine.random.dropout_mask`). Returns ``out``, or
+    ``(out, probs)`` when ``need_weights`` (``probs`` before dropout).
     """
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
+    scale = float(scale)
     drop = None
     if dropout_p > 0.0:
         scores = q.shape[:-2] + (q.shape[-2], k.shape[-2])
@@ -139,6 +144,15 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p: float = 0.0
     engine's generator. A query whose keys are all masked gets probabilities 0 and an
     output row of 0 (never NaN). Returns ``out`` (..., Tq, Dv), or ``(out, probs)`` when
     ``need_weights`` (``probs`` (..., Tq, Tk) before dropout).
+
+    NaN: a NaN in q, k or a float mask makes NaN the rows of the scores it reaches, and
+    a NaN score among the keys a query attends to makes that query's probabilities and
+    output NaN; a NaN (or inf) in v reaches every output row through P V (0 · NaN =
+    NaN). Masked scores never take part: a query whose keys are all masked gives 0 even
+    when its scores are NaN, where PyTorch gives NaN. Every path (fused CPU and CUDA
+    kernels, reference) gives the same outputs; under ``is_causal`` the CPU kernel's
+    backward skips the keys a query cannot see, so a NaN reaches fewer gradient entries
+    there than through the reference's full products.
     """
     op = "scaled_dot_product_attention"
     q, k, v = (checks.tensor(op, name, t) for name, t in (("q", q), ("k", k), ("v", v)))

@@ -3,8 +3,11 @@ value arguments)."""
 
 from __future__ import annotations
 
-from engine import backend
+import numpy as np
+
+from engine import backend, dtypes
 from engine.function import Function, _check_devices
+from engine.ops.elementwise import promote
 from engine.ops.utils import shape_of, sum_to
 from engine.tensor import Tensor
 
@@ -116,12 +119,18 @@ class Where(Function):
         return None, ga, gb
 
 
-def where(cond, a, b) -> Tensor:
-    """Pick from ``a`` where ``cond`` holds, else from ``b`` (broadcasting)."""
-    if not isinstance(cond, Tensor):
-        xp = backend.array_module(_data(a) if isinstance(a, Tensor) else _data(b))
-        cond = Tensor._make(xp.asarray(cond), None, 0)
-    return Where.apply(cond, a, b)
+def where(condition, input, other) -> Tensor:
+    """``input`` where ``condition`` holds, else ``other`` (broadcasting); either may be a
+    number. The result's dtype is PyTorch's promotion of the two (two Python floats give
+    the default float dtype)."""
+    tensors = [v for v in (input, other, condition) if isinstance(v, Tensor)]
+    xp = backend.array_module(tensors[0].data) if tensors else np
+    if not isinstance(condition, Tensor):
+        condition = Tensor._make(xp.asarray(condition), None, 0)
+    a, b = promote(input, other)
+    if not hasattr(a, "dtype") and not hasattr(b, "dtype"):     # two numbers
+        a = xp.asarray(a, dtype=dtypes.result_type(a, b))
+    return Where.apply(condition, a, b)
 
 
 def one_hot(indices, num_classes: int = -1, dtype=None) -> Tensor:
@@ -141,3 +150,6 @@ def one_hot(indices, num_classes: int = -1, dtype=None) -> Tensor:
     # out[..., c] = (idx == c); put_along_axis would need CuPy 14
     out = (idx[..., None] == xp.arange(num_classes)).astype(dtype or xp.int64)
     return Tensor._make(out, None, 0)
+
+
+eq, ne, lt, le, gt, ge = equal, not_equal, less, less_equal, greater, greater_equal

@@ -1,15 +1,18 @@
 """Embedding: a table lookup y = W[idx] and its scatter-add gradient (``nn.Embedding``).
 
 The gradient of a lookup adds each position's upstream row into the table row it read
-(repeated indices add up), through the one ``scatter_add`` of :mod:`engine.ops.indexing`.
+(repeated indices add up): on the CPU in one Numba pass over the positions
+(:mod:`engine.kernels.cpu_embedding`), elsewhere, and under ``engine.use_fused(False)``,
+through the one ``scatter_add`` of :mod:`engine.ops.indexing` (the literal formula below).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine import backend
+from engine import backend, kernels
 from engine.function import Function
+from engine.kernels import reference
 from engine.ops.indexing import index_add, scatter_add
 from engine.tensor import Tensor
 
@@ -22,6 +25,8 @@ class Embedding(Function):
     each contribution is divided by how often its index occurs in ``idx``.
     """
 
+    ctx_arrays = ("idx",)
+
     @staticmethod
     def forward(ctx, W, idx, padding_idx=None, scale_grad_by_freq=False):
         ctx.idx, ctx.num = idx, W.shape[0]
@@ -31,6 +36,11 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx, gy):
         xp, idx = ctx.xp, ctx.idx
+        if not isinstance(gy, Tensor) and not backend.is_cuda_array(gy):
+            impl = kernels.select(gy)
+            if impl is not reference:                  # one Numba pass on the CPU
+                return impl.embedding_backward(xp, idx, gy, ctx.num, ctx.padding_idx,
+                                               ctx.scale), None
         keep = None
         if ctx.padding_idx is not None:
             keep = (idx != ctx.padding_idx)[..., None]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import backend
+from engine import backend, checks
 from engine.function import Function
+from engine.ops.utils import normalize_axis
 from engine.tensor import Tensor
 
 
@@ -88,6 +89,8 @@ def scatter_add(target, index, values) -> None:
 class GetItem(Function):
     """y = x[index];  gx = zeros_like(x) with gy scatter-added at index"""
 
+    ctx_arrays = ("index",)
+
     @staticmethod
     def forward(ctx, x, index=()):
         ctx.index = index
@@ -109,6 +112,8 @@ class GetItem(Function):
 class IndexAdd(Function):
     """y = zeros(shape) with v scatter-added at index (the adjoint of getitem);  gv = gy[index]"""
 
+    ctx_arrays = ("index",)
+
     @staticmethod
     def forward(ctx, v, index=(), shape=()):
         ctx.index = index
@@ -122,11 +127,42 @@ class IndexAdd(Function):
 
 
 def getitem(x: Tensor, index) -> Tensor:
-    """``x[index]`` with NumPy's indexing rules."""
-    return GetItem.apply(x, index=prepare_index(backend.array_module(x.data), index))
+    """``x[index]`` with NumPy's indexing rules, a view of x wherever NumPy's is; also for
+    an all-integer index (a 0-d view, as PyTorch's ``x[i]``, where NumPy returns a copy)."""
+    index = prepare_index(backend.array_module(x.data), index)
+    if not any(k is Ellipsis for k in index):
+        index += (Ellipsis,)          # x[i, j, ...] is a 0-d view; x[i, j] a NumPy scalar
+    return GetItem.apply(x, index=index)
 
 
 def index_add(values, index, shape) -> Tensor:
     """``zeros(shape)`` with ``values`` added at ``index`` (repeats accumulate)."""
     xp = backend.array_module(values.data)
     return IndexAdd.apply(values, index=prepare_index(xp, index), shape=tuple(shape))
+
+
+def gather(input, dim: int, index) -> Tensor:
+    """Values picked along ``dim`` (PyTorch's ``gather``): for dim = 1,
+    ``y[i, j, k] = x[i, index[i, j, k], k]``. ``index`` has ``x``'s number of axes and no
+    larger a length on the others; the gradient is scatter-added back (repeats add up)."""
+    x = checks.tensor("gather", "input", input)
+    xp = backend.array_module(x.data)
+    idx = checks.array_on("gather", "index", index, x)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must hold integers, got {idx.dtype}")
+    dim = normalize_axis(dim, max(x.ndim, 1), "gather")
+    if idx.ndim != x.ndim or any(m > n for a, (m, n) in enumerate(zip(idx.shape, x.shape))
+                                 if a != dim):
+        raise ValueError(f"gather: index of shape {tuple(idx.shape)} does not fit input of "
+                         f"shape {x.shape} along dim {dim}")
+    n = x.shape[dim] if x.ndim else 1
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise IndexError(f"gather: index values span [{int(idx.min())}, {int(idx.max())}] "
+                         f"but dim {dim} of input {x.shape} has length {n}")
+    if x.ndim == 0:
+        return GetItem.apply(x, index=())
+    # x[mesh]: the index on dim, an arange on every other axis, broadcast against each other
+    mesh = tuple(idx if a == dim else
+                 xp.arange(m).reshape((1,) * a + (m,) + (1,) * (idx.ndim - a - 1))
+                 for a, m in enumerate(idx.shape))
+    return GetItem.apply(x, index=mesh)

@@ -1,5 +1,5 @@
 """Matrix products: ``matmul`` with NumPy's rules (batched, broadcast batch axes, 1-D
-cases), and the linear layer's y = x Wᵀ + b.
+cases), the linear layer's y = x Wᵀ + b, and vector norms.
 
 On NumPy arrays every product goes through :func:`engine.threads.matmul`: BLAS on one
 thread, a large product shared among the engine's threads (:func:`engine.get_num_threads`).
@@ -7,11 +7,14 @@ thread, a large product shared among the engine's threads (:func:`engine.get_num
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine import checks, threads
 from engine.function import Function
-from engine.ops.utils import sum_to
+from engine.ops.elementwise import astype, promote
+from engine.ops.utils import kept_shape, normalize_axes, numpy_names, sum_to
 from engine.tensor import Tensor
 
 
@@ -65,9 +68,9 @@ class MatMul(Function):
         return ga, gb
 
 
-def matmul(a, b):
-    """a @ b with NumPy's rules."""
-    return MatMul.apply(a, b)
+def matmul(input, other) -> Tensor:
+    """input @ other with NumPy's rules (dtypes promoted as the elementwise ops)."""
+    return MatMul.apply(*promote(input, other))
 
 
 class Linear(Function):
@@ -116,3 +119,77 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is None:
         return Linear.apply(input, weight)
     return Linear.apply(input, weight, bias)
+
+
+class Norm(Function):
+    """The vector p-norm over dim: y = (Σ |x|ᵖ)^(1/p); p = ∞: max |x|, p = -∞: min |x|,
+    p = 0: the number of nonzeros.
+
+    gx = gy · sign(x) · (|x| / y)^(p-1)   (p = 2: gy · x / y;  p = 1: gy · sign(x))
+    p = ±∞: gy · sign(x) shared evenly among the entries with |x| = y;  p = 0: 0.
+    0 where y = 0 or x = 0 (no 0/0 at the kink, as PyTorch).
+    """
+
+    @staticmethod
+    def forward(ctx, x, p=2.0, axis=None, keepdims=False):
+        xp = ctx.xp
+        ctx.axes = normalize_axes(axis, x.ndim, "norm")
+        ctx.k_shape = kept_shape(x.shape, ctx.axes)
+        ctx.p = p
+        a = xp.abs(x)
+        kw = dict(axis=ctx.axes, keepdims=keepdims)
+        if p == math.inf:
+            y = a.max(**kw) if a.size else a.sum(**kw)
+        elif p == -math.inf:
+            y = a.min(**kw)
+        elif p == 0:
+            y = (x != 0).sum(**kw).astype(x.dtype)
+        elif p == 1:
+            y = a.sum(**kw)
+        elif p == 2:
+            y = xp.sqrt((x * x).sum(**kw))
+        else:
+            y = (a ** p).sum(**kw) ** (1.0 / p)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, y = ctx.saved_tensors
+        xp, p = ctx.xp, ctx.p
+        gy, y = gy.reshape(ctx.k_shape), y.reshape(ctx.k_shape)
+        if p == 0:
+            return x * 0.0
+        if p == 1:
+            return gy * xp.sign(x)
+        zero = y == 0
+        safe_y = xp.where(zero, 1.0, y)
+        if p in (math.inf, -math.inf):
+            hit = xp.logical_and(xp.abs(x) == y, xp.logical_not(zero))
+            count = hit.sum(axis=ctx.axes, keepdims=True).astype(x.dtype)
+            return xp.where(hit, gy * xp.sign(x) / xp.where(zero, 1.0, count), 0.0)
+        if p == 2:
+            return xp.where(zero, 0.0, gy * x / safe_y)
+        a = xp.abs(x)
+        safe_a = xp.where(a == 0, 1.0, a)
+        ratio = (safe_a / safe_y) ** (p - 1)
+        return xp.where(zero, 0.0, gy * xp.sign(x) * ratio)
+
+
+@numpy_names
+def norm(input, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """PyTorch's ``norm``: the vector p-norm of the elements over ``dim`` (all of them when
+    None): p = 2 or 'fro' (the Frobenius norm of a matrix is the 2-norm of its entries),
+    1, ∞ (``float('inf')``), -∞, 0 or any other number. Differentiable, with gradient 0
+    at a zero vector."""
+    x = checks.tensor("norm", "input", input)
+    checks.floating("norm", "input", x)
+    if dtype is not None and x.dtype != dtype:
+        x = astype(x, dtype)
+    if p == "fro":
+        if dim is not None and not isinstance(dim, int) and len(tuple(dim)) > 2:
+            raise ValueError(f"norm: p='fro' takes at most 2 dims, got dim={dim}")
+        p = 2.0
+    elif isinstance(p, str):
+        raise ValueError(f"norm: p={p!r} is not supported (expected a number or 'fro')")
+    return Norm.apply(x, p=float(p), axis=dim, keepdims=keepdim)

@@ -13,7 +13,8 @@ import numpy as np
 from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
-from engine.ops.shape import reshape, transpose
+from engine.ops.elementwise import astype, widen_half
+from engine.ops.shape import permute, reshape
 from engine.tensor import Tensor
 
 
@@ -22,7 +23,7 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     (NaN for no elements, as PyTorch)."""
     if reduction == "none":
         return loss
-    if reduction == "sum" or loss.size == 0:
+    if reduction == "sum" or loss.numel() == 0:
         return loss.sum() if reduction == "sum" else loss.sum() * float("nan")
     return loss.mean()
 
@@ -47,6 +48,8 @@ class CrossEntropy(Function):
 
     docs/formulas.md, F5 cross-entropy and F10 its gradient.
     """
+
+    ctx_arrays = ("target",)
 
     @staticmethod
     def forward(ctx, x, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
@@ -97,11 +100,13 @@ def cross_entropy(input, target, ignore_index: int = -100, label_smoothing: floa
     if x.ndim == 1:                                 # (C,) -> (1, C)
         x = reshape(x, (1, c))
     elif x.ndim > 2:                                # (N, C, d...) -> (N·d..., C)
-        x = reshape(transpose(x, (0,) + tuple(range(2, x.ndim)) + (1,)), (-1, c))
+        x = reshape(permute(x, (0,) + tuple(range(2, x.ndim)) + (1,)), (-1, c))
     t = t.reshape(-1).astype(np.int64, copy=False)
     checks.class_range(op, t, c, ignore_index)
-    loss = CrossEntropy.apply(x, t, ignore_index=int(ignore_index),
+    loss = CrossEntropy.apply(widen_half(x), t, ignore_index=int(ignore_index),
                               label_smoothing=float(label_smoothing), reduction=reduction)
+    if loss.dtype != x.dtype:                       # float16 is computed in float32
+        loss = astype(loss, x.dtype)
     if reduction == "none" and loss.shape != out_shape:
         loss = reshape(loss, out_shape)
     return loss
@@ -120,6 +125,8 @@ class BinaryCrossEntropy(Function):
 
     docs/formulas.md, F6 binary cross-entropy.
     """
+
+    ctx_arrays = ("weight",)
 
     @staticmethod
     def forward(ctx, x, y, weight=None):
@@ -150,8 +157,9 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     """Binary cross-entropy of probabilities ``input`` ∈ [0, 1] against ``target``.
 
     ℓᵢ = -wᵢ [yᵢ log xᵢ + (1 - yᵢ) log(1 - xᵢ)], each log clamped to ≥ -100 as PyTorch
-    (see :class:`BinaryCrossEntropy` for the gradients). The worked value of
-    docs/formulas.md, F6 binary cross-entropy, y = 1 and ŷ = 0.9:
+    (see :class:`BinaryCrossEntropy` for the gradients). Targets must lie in [0, 1] too,
+    as in PyTorch (outside it the loss is no cross-entropy and can go negative). The
+    worked value of docs/formulas.md, F6 binary cross-entropy, y = 1 and ŷ = 0.9:
 
         >>> import engine, losses
         >>> losses.binary_cross_entropy(engine.tensor([0.9]), engine.tensor([1.0]))
@@ -166,10 +174,13 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     if tuple(y.shape) != tuple(x.shape):
         raise ValueError(f"{op}: target size {tuple(y.shape)} must be the same as the input "
                          f"size {tuple(x.shape)}")
-    if x.size and (bool((x.data < 0).any()) or bool((x.data > 1).any())):
+    if x.numel() and (bool((x.data < 0).any()) or bool((x.data > 1).any())):
         raise ValueError(f"{op}: all elements of input should be between 0 and 1 (got range "
                          f"[{float(x.data.min())}, {float(x.data.max())}]); use "
                          "binary_cross_entropy_with_logits for logits")
+    if y.size and (bool((y.data < 0).any()) or bool((y.data > 1).any())):
+        raise ValueError(f"{op}: all elements of target should be between 0 and 1 (got range "
+                         f"[{float(y.data.min())}, {float(y.data.max())}])")
     w = constant_weight(op, weight, x)
     if w is not None and np.broadcast_shapes(w.shape, x.shape) != tuple(x.shape):
         raise ValueError(f"{op}: weight of shape {tuple(w.shape)} does not broadcast to the "

@@ -1,9 +1,12 @@
 """Tensor's operators and methods: each one is an engine op, bound onto ``Tensor`` here.
 
 ``Tensor`` (:mod:`engine.tensor`) sits below the ops in the engine's layers, so it cannot
-import them; :class:`TensorMethods` lists the methods as they read on a Tensor, and
-:func:`bind` copies them onto the class when :mod:`engine.ops` is imported (DeZero's
-``setup_variable``). A new Tensor method that is an op goes here.
+import them; :func:`bind` sets them on the class when :mod:`engine.ops` is imported
+(DeZero's ``setup_variable``). An op whose first argument is the tensor becomes a method as
+it is (``x.sum(dim=1)`` is ``engine.sum(x, dim=1)``): it goes in :data:`FUNCTIONS`. A
+method whose signature differs from the function's (varargs shapes, ``to``, properties)
+goes in :class:`TensorMethods`. The meanings are PyTorch's: ``x.transpose(0, 1)`` swaps
+two axes, ``x.size()`` is the shape, ``x.max(1)`` gives ``(values, indices)``.
 """
 
 from __future__ import annotations
@@ -12,254 +15,261 @@ import types
 
 import numpy as np
 
-from engine import autograd, backend
+from engine import autograd, backend, dtypes, factory
+from engine.ops import compare, elementwise, indexing, join, linalg, reduce, select, shape
+from engine.ops import unary
 from engine.ops.activation import relu, sigmoid, tanh
-from engine.ops.compare import (
-    equal, greater, greater_equal, less, less_equal, logical_and, logical_not, logical_or,
-    not_equal,
-)
-from engine.ops.elementwise import (
-    Add, Mul, Sub, abs, astype, clip, div, exp, log, neg, pow, sqrt,
-)
-from engine.ops.indexing import getitem
-from engine.ops.linalg import matmul
-from engine.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
-from engine.ops.shape import (
-    broadcast_to, flatten, reshape, squeeze, swapaxes, to_device, transpose, unsqueeze,
-)
+from engine.function import apply_pair
+from engine.ops.elementwise import Add, Div, Mul, Sub
 from engine.ops.softmax import log_softmax, softmax
 from engine.tensor import Tensor
 
+# name -> function(tensor, ...): bound as the method of that name
+FUNCTIONS = {
+    # arithmetic
+    "add": elementwise.add, "sub": elementwise.sub, "mul": elementwise.mul,
+    "div": elementwise.div, "pow": elementwise.pow, "neg": elementwise.neg,
+    "maximum": elementwise.maximum, "minimum": elementwise.minimum,
+    "clamp": elementwise.clamp, "clip": elementwise.clip, "matmul": linalg.matmul,
+    "exp": unary.exp, "log": unary.log, "sqrt": unary.sqrt, "abs": unary.abs,
+    "sin": unary.sin, "cos": unary.cos, "tanh": tanh, "sigmoid": sigmoid, "relu": relu,
+    "softmax": softmax, "log_softmax": log_softmax,
+    # comparisons
+    "eq": compare.eq, "ne": compare.ne, "lt": compare.lt, "le": compare.le,
+    "gt": compare.gt, "ge": compare.ge, "logical_and": compare.logical_and,
+    "logical_or": compare.logical_or, "logical_not": compare.logical_not,
+    "isnan": compare.isnan, "isfinite": compare.isfinite,
+    # reductions
+    "sum": reduce.sum, "mean": reduce.mean, "var": reduce.var, "std": reduce.std,
+    "max": reduce.max, "min": reduce.min, "amax": reduce.amax, "amin": reduce.amin,
+    "argmax": reduce.argmax, "argmin": reduce.argmin, "logsumexp": reduce.logsumexp,
+    "cumsum": reduce.cumsum, "all": reduce.all, "any": reduce.any, "norm": linalg.norm,
+    # shapes
+    "transpose": shape.transpose, "swapaxes": shape.swapaxes, "swapdims": shape.swapdims,
+    "t": shape.t, "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze,
+    "expand_dims": shape.expand_dims, "flatten": shape.flatten, "expand": shape.expand,
+    "broadcast_to": shape.broadcast_to, "clone": shape.clone,
+    "contiguous": shape.contiguous,
+    # joining, splitting, selecting
+    "split": join.split, "chunk": join.chunk, "tensor_split": join.tensor_split,
+    "narrow": join.narrow, "repeat": join.repeat, "tile": join.tile,
+    "repeat_interleave": join.repeat_interleave, "flip": join.flip,
+    "gather": indexing.gather, "tril": select.tril, "triu": select.triu,
+    "masked_fill": select.masked_fill, "sort": select.sort, "argsort": select.argsort,
+    "topk": select.topk, "median": select.median,
+    # creation
+    "new_tensor": factory.new_tensor, "new_zeros": factory.new_zeros,
+    "new_ones": factory.new_ones, "new_empty": factory.new_empty,
+    "new_full": factory.new_full,
+}
+
+
+def _is_device(value) -> bool:
+    """A string that names no dtype is a device (an unknown one is reported as such)."""
+    if not isinstance(value, str) or isinstance(value, backend.device):
+        return isinstance(value, backend.device)
+    try:
+        np.dtype(value)
+    except TypeError:
+        return True
+    return False
+
 
 class TensorMethods:
-    """The methods ``Tensor`` gets from the ops (never instantiated)."""
+    """The methods ``Tensor`` gets from the ops beyond :data:`FUNCTIONS` (never
+    instantiated)."""
 
-    def backward(self, grad=None, retain_graph: bool | None = None,
+    def backward(self, gradient=None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
-        autograd.backward([self], [grad], retain_graph=retain_graph,
+        autograd.backward([self], [gradient], retain_graph=retain_graph,
                           create_graph=create_graph)
 
     # ---------------------------------------------------------------- devices, dtypes
-    def to(self, device=None, dtype=None) -> Tensor:
-        """A copy on ``device`` and/or cast to ``dtype`` (self if nothing changes)."""
+    def to(self, *args, dtype=None, device=None, non_blocking: bool = False,
+           copy: bool = False) -> Tensor:
+        """PyTorch's ``to``: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``,
+        ``to(other)`` (other's dtype and device), or the keywords. Returns ``self`` when
+        nothing changes (unless ``copy``); differentiable."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif _is_device(a):
+                device = a
+            else:
+                dtype = a
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
-            out = astype(out, dtype)
+            out = elementwise.astype(out, dtype)
         if device is not None:
             device = backend.parse_device(device)
             if device != out.device:
-                out = to_device(out, device)
+                out = shape.to_device(out, device)
+        if copy and out is self:
+            out = shape.Clone.apply(self)
         return out
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self, index: int = 0) -> Tensor:
-        return self.to(f"cuda:{index}")
+    def cuda(self, device=None) -> Tensor:
+        if device is None or isinstance(device, int):
+            device = f"cuda:{device or 0}"
+        return self.to(device)
 
     def astype(self, dtype) -> Tensor:
-        return astype(self, dtype)
+        """NumPy's cast (always a new tensor)."""
+        return elementwise.astype(self, dtype)
+
+    def type_as(self, other) -> Tensor:
+        """This tensor in ``other``'s dtype."""
+        return self.to(other.dtype)
 
     def float(self) -> Tensor:
-        return astype(self, np.float32)
+        return self.to(dtypes.float32)
 
     def double(self) -> Tensor:
-        return astype(self, np.float64)
+        return self.to(dtypes.float64)
+
+    def half(self) -> Tensor:
+        return self.to(dtypes.float16)
 
     def long(self) -> Tensor:
-        return astype(self, np.int64)
+        return self.to(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.to(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(dtypes.bool_)
 
     # ---------------------------------------------------------------- operators
     def __add__(self, other):
-        return Add.apply(self, other)
+        return apply_pair(Add, self, other, elementwise.add)
 
     def __radd__(self, other):
-        return Add.apply(other, self)
+        return apply_pair(Add, other, self, elementwise.add)
 
     def __sub__(self, other):
-        return Sub.apply(self, other)
+        return apply_pair(Sub, self, other, elementwise.sub)
 
     def __rsub__(self, other):
-        return Sub.apply(other, self)
+        return apply_pair(Sub, other, self, elementwise.sub)
 
     def __mul__(self, other):
-        return Mul.apply(self, other)
+        return apply_pair(Mul, self, other, elementwise.mul)
 
     def __rmul__(self, other):
-        return Mul.apply(other, self)
+        return apply_pair(Mul, other, self, elementwise.mul)
 
     def __truediv__(self, other):
-        return div(self, other)
+        return apply_pair(Div, self, other, elementwise.div)
 
     def __rtruediv__(self, other):
-        return div(other, self)
+        return apply_pair(Div, other, self, elementwise.div)
 
     def __pow__(self, other):
-        return pow(self, other)
+        return elementwise.pow(self, other)
 
     def __rpow__(self, other):
-        return pow(other, self)
+        return elementwise.pow(other, self)
 
     def __matmul__(self, other):
-        return matmul(self, other)
+        return linalg.matmul(self, other)
 
     def __rmatmul__(self, other):
-        return matmul(other, self)
+        return linalg.matmul(other, self)
 
     def __neg__(self):
-        return neg(self)
+        return elementwise.neg(self)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        return abs(self)
+        return unary.abs(self)
 
     def __eq__(self, other):
-        return equal(self, other)
+        return compare.equal(self, other)
 
     def __ne__(self, other):
-        return not_equal(self, other)
+        return compare.not_equal(self, other)
 
     def __lt__(self, other):
-        return less(self, other)
+        return compare.less(self, other)
 
     def __le__(self, other):
-        return less_equal(self, other)
+        return compare.less_equal(self, other)
 
     def __gt__(self, other):
-        return greater(self, other)
+        return compare.greater(self, other)
 
     def __ge__(self, other):
-        return greater_equal(self, other)
+        return compare.greater_equal(self, other)
 
     def __and__(self, other):
-        return logical_and(self, other)
+        return compare.logical_and(self, other)
 
     def __rand__(self, other):
-        return logical_and(other, self)
+        return compare.logical_and(other, self)
 
     def __or__(self, other):
-        return logical_or(self, other)
+        return compare.logical_or(self, other)
 
     def __ror__(self, other):
-        return logical_or(other, self)
+        return compare.logical_or(other, self)
 
     def __invert__(self):
-        return logical_not(self)
+        return compare.logical_not(self)
 
     def __getitem__(self, index):
-        return getitem(self, index)
+        return indexing.getitem(self, index)
 
-    # ---------------------------------------------------------------- methods
-    def sum(self, axis=None, keepdims=False):
-        return sum(self, axis, keepdims)
+    # ---------------------------------------------------------------- shapes
+    def reshape(self, *shape_) -> Tensor:
+        """``x.reshape(2, -1)`` or ``x.reshape((2, -1))``."""
+        return shape.reshape(self, shape.size_args(shape_))
 
-    def mean(self, axis=None, keepdims=False):
-        return mean(self, axis, keepdims)
+    def view(self, *shape_) -> Tensor:
+        """As :meth:`reshape` (arrays here reshape to views whenever NumPy can)."""
+        return shape.reshape(self, shape.size_args(shape_))
 
-    def var(self, axis=None, keepdims=False, ddof=0):
-        return var(self, axis, keepdims, ddof)
+    def view_as(self, other) -> Tensor:
+        return shape.reshape(self, other.shape)
 
-    def std(self, axis=None, keepdims=False, ddof=0):
-        return sqrt(var(self, axis, keepdims, ddof))
+    def reshape_as(self, other) -> Tensor:
+        return shape.reshape(self, other.shape)
 
-    def max(self, axis=None, keepdims=False):
-        return max(self, axis, keepdims)
+    def expand_as(self, other) -> Tensor:
+        return shape.broadcast_to(self, other.shape)
 
-    def min(self, axis=None, keepdims=False):
-        return min(self, axis, keepdims)
-
-    def argmax(self, axis=None, keepdims=False):
-        return argmax(self, axis, keepdims)
-
-    def argmin(self, axis=None, keepdims=False):
-        return argmin(self, axis, keepdims)
-
-    def logsumexp(self, axis=None, keepdims=False):
-        return logsumexp(self, axis, keepdims)
-
-    def exp(self):
-        return exp(self)
-
-    def log(self):
-        return log(self)
-
-    def sqrt(self):
-        return sqrt(self)
-
-    def abs(self):
-        return abs(self)
-
-    def tanh(self):
-        return tanh(self)
-
-    def sigmoid(self):
-        return sigmoid(self)
-
-    def relu(self):
-        return relu(self)
-
-    def clip(self, min=None, max=None):
-        return clip(self, min, max)
-
-    def softmax(self, axis=-1):
-        return softmax(self, axis)
-
-    def log_softmax(self, axis=-1):
-        return log_softmax(self, axis)
-
-    def matmul(self, other):
-        return matmul(self, other)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = shape[0]
-        return reshape(self, shape)
-
-    def view(self, *shape):
-        return self.reshape(*shape)
-
-    def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = axes[0]
-        return transpose(self, axes or None)
-
-    def permute(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = axes[0]
-        return transpose(self, axes)
-
-    def swapaxes(self, axis1, axis2):
-        return swapaxes(self, axis1, axis2)
+    def permute(self, *dims) -> Tensor:
+        """``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``: axis i of the result is axis
+        ``dims[i]`` of ``x``."""
+        return shape.permute(self, shape.size_args(dims))
 
     @property
-    def T(self):
-        return transpose(self, None)
+    def T(self) -> Tensor:
+        """All axes reversed (a matrix's transpose)."""
+        return shape.reverse_dims(self)
 
     @property
-    def mT(self):
-        return swapaxes(self, -1, -2)
+    def mT(self) -> Tensor:
+        """The last two axes swapped (a batch of matrices transposed)."""
+        if self.ndim < 2:
+            raise ValueError(f"mT: expects at least 2 axes, got shape {self.shape}")
+        return shape.transpose(self, -2, -1)
 
-    def flatten(self, start_axis=0, end_axis=-1):
-        return flatten(self, start_axis, end_axis)
-
-    def squeeze(self, axis=None):
-        return squeeze(self, axis)
-
-    def unsqueeze(self, axis):
-        return unsqueeze(self, axis)
-
-    def expand_dims(self, axis):
-        return unsqueeze(self, axis)
-
-    def broadcast_to(self, shape):
-        return broadcast_to(self, shape)
+    def where(self, condition, other) -> Tensor:
+        """``self`` where ``condition`` holds, else ``other`` (PyTorch's ``x.where``)."""
+        return compare.where(condition, self, other)
 
 
 def bind(cls) -> None:
-    """Set every method and property of :class:`TensorMethods` on ``cls``."""
+    """Set every function of :data:`FUNCTIONS` and every method and property of
+    :class:`TensorMethods` on ``cls``."""
+    for name, fn in FUNCTIONS.items():
+        setattr(cls, name, fn)
     for name, value in vars(TensorMethods).items():
         if isinstance(value, (types.FunctionType, property)):
             setattr(cls, name, value)

@@ -8,10 +8,13 @@ once per op with one named intermediate per step (g_x̂, then gx).
 
 from __future__ import annotations
 
+import numpy as np
+
 from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
-from engine.ops.elementwise import sqrt
+from engine.ops.elementwise import astype, widen_half
+from engine.ops.unary import sqrt
 from engine.tensor import Tensor
 
 
@@ -65,6 +68,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -
             checks.dtype_of(op, name, p, x.dtype)
             checks.array_on(op, name, p, x)
         params.append(p)
+    if x.dtype == np.float16:                       # computed in float32
+        y = layer_norm(widen_half(x), shape, widen_half(params[0]), widen_half(params[1]), eps)
+        return astype(y, np.float16)
     return LayerNorm.apply(x, params[0], params[1], n_axes=k, eps=float(eps))
 
 
@@ -139,7 +145,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"{C} channels of input {input.shape}")
     cshape = (1, C) + (1,) * (input.ndim - 2)
     if training:
-        n = input.size // C
+        n = input.numel() // C
         if n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {tuple(input.shape)}")

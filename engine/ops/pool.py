@@ -103,6 +103,8 @@ class MaxPool2dFunction(Function):
     overlapping windows add up.
     """
 
+    ctx_arrays = ("arg",)
+
     @staticmethod
     def forward(ctx, x, geo=None):
         ctx.geo, ctx.impl = geo, select(x)
@@ -119,6 +121,8 @@ class MaxPool2dFunction(Function):
 class MaxPoolScatter(Function):
     """gx = scatter of gy to the argmax taps;  its adjoint gathers: g_gy = h at the taps"""
 
+    ctx_arrays = ("arg",)
+
     @staticmethod
     def forward(ctx, gy, arg=None, geo=None, impl=None):
         ctx.arg, ctx.geo, ctx.impl = arg, geo, impl
@@ -133,6 +137,8 @@ class MaxPoolScatter(Function):
 
 class MaxPoolGather(Function):
     """y = x at fixed argmax taps;  gx = scatter of gy to those taps"""
+
+    ctx_arrays = ("arg",)
 
     @staticmethod
     def forward(ctx, x, arg=None, geo=None, impl=None):
@@ -170,6 +176,8 @@ class AvgPool2dFunction(Function):
     window size, or its part inside the input when ``count_include_pad=False``.
     """
 
+    ctx_arrays = ("divisor",)
+
     @staticmethod
     def forward(ctx, x, geo=None, divisor=None):
         ctx.geo, ctx.divisor = geo, divisor
@@ -185,6 +193,8 @@ class AvgPool2dFunction(Function):
 class AvgPoolSpread(Function):
     """gx = gy / D spread over the windows (the adjoint of average pooling, itself linear);
     its adjoint is average pooling again."""
+
+    ctx_arrays = ("divisor",)
 
     @staticmethod
     def forward(ctx, gy, geo=None, divisor=None):

@@ -1,12 +1,17 @@
 """Shape ops: they move or copy elements without arithmetic, so each backward undoes the
-move (reshape back, transpose by the inverse permutation, sum a broadcast away, slice a
-concatenation apart)."""
+move (reshape back, permute by the inverse permutation, sum a broadcast away).
+
+The names and meanings are PyTorch's: ``transpose(x, dim0, dim1)`` swaps two axes and
+``permute(x, dims)`` reorders all of them (NumPy's ``transpose(axes)``);
+``expand``/``broadcast_to`` take -1 for "keep this size"; ``squeeze(dim)`` on an axis
+that is not 1 leaves it. Joining and splitting live in :mod:`engine.ops.join`.
+"""
 
 from __future__ import annotations
 
-from engine import backend
+from engine import backend, checks
 from engine.function import Function
-from engine.ops.utils import normalize_axes, normalize_axis, sum_to
+from engine.ops.utils import normalize_axes, normalize_axis, numpy_names, sum_to
 from engine.tensor import Tensor
 
 
@@ -35,15 +40,17 @@ class Transpose(Function):
     def forward(ctx, x, axes=None):
         if axes is None:
             axes = tuple(range(x.ndim))[::-1]
-        axes = tuple(a % x.ndim if x.ndim else a for a in axes)
-        if sorted(axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation for shape {x.shape}")
+        in_range = all(-x.ndim <= a < x.ndim for a in axes)
+        if not in_range or sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: dims {axes} are not a permutation of the "
+                             f"{x.ndim} axes of shape {x.shape}")
+        axes = tuple(a % x.ndim for a in axes)
         ctx.inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
         return x.transpose(axes)
 
     @staticmethod
     def backward(ctx, gy):
-        return gy.transpose(ctx.inverse)
+        return ctx.xp.transpose(gy, ctx.inverse)
 
 
 class SwapAxes(Function):
@@ -51,13 +58,14 @@ class SwapAxes(Function):
 
     @staticmethod
     def forward(ctx, x, axis1=0, axis2=1):
-        ctx.axes = (normalize_axis(axis1, x.ndim, "swapaxes"),
-                    normalize_axis(axis2, x.ndim, "swapaxes"))
-        return x.swapaxes(*ctx.axes)
+        ndim = max(x.ndim, 1)              # a 0-d tensor has the one virtual axis 0
+        ctx.axes = (normalize_axis(axis1, ndim, "transpose"),
+                    normalize_axis(axis2, ndim, "transpose"))
+        return x.swapaxes(*ctx.axes) if x.ndim else x
 
     @staticmethod
     def backward(ctx, gy):
-        return gy.swapaxes(*ctx.axes)
+        return gy.swapaxes(*ctx.axes) if gy.ndim else gy
 
 
 class BroadcastTo(Function):
@@ -70,91 +78,23 @@ class BroadcastTo(Function):
             return ctx.xp.broadcast_to(x, shape)
         except ValueError:
             raise ValueError(
-                f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+                f"expand: cannot broadcast shape {x.shape} to {shape}") from None
 
     @staticmethod
     def backward(ctx, gy):
         return sum_to(gy, ctx.x_shape)
 
 
-class Concatenate(Function):
-    """y = [x₀, x₁, ...] joined along axis;  gxᵢ = the slice of gy where xᵢ landed"""
+class Clone(Function):
+    """y = a copy of x (its own memory, C order);  gx = gy"""
 
     @staticmethod
-    def forward(ctx, *xs, axis=0):
-        if not xs:
-            raise ValueError("concatenate: need at least one tensor")
-        ctx.axis = normalize_axis(axis, xs[0].ndim, "concatenate")
-        ctx.sizes = [x.shape[ctx.axis] for x in xs]
-        try:
-            return ctx.xp.concatenate(xs, axis=ctx.axis)
-        except ValueError:
-            shapes = ", ".join(str(x.shape) for x in xs)
-            raise ValueError(
-                f"concatenate: shapes {shapes} do not match off axis {axis}") from None
+    def forward(ctx, x):
+        return x.copy()
 
     @staticmethod
     def backward(ctx, gy):
-        grads, start = [], 0
-        lead = (slice(None),) * ctx.axis
-        for size in ctx.sizes:
-            grads.append(gy[lead + (slice(start, start + size),)])
-            start += size
-        return tuple(grads)
-
-
-class Stack(Function):
-    """y = [x₀, x₁, ...] stacked on a new axis;  gxᵢ = gy[..., i, ...]"""
-
-    @staticmethod
-    def forward(ctx, *xs, axis=0):
-        if not xs:
-            raise ValueError("stack: need at least one tensor")
-        ctx.axis = normalize_axis(axis, xs[0].ndim + 1, "stack")
-        ctx.n = len(xs)
-        try:
-            return ctx.xp.stack(xs, axis=ctx.axis)
-        except ValueError:
-            shapes = ", ".join(str(x.shape) for x in xs)
-            raise ValueError(f"stack: all shapes must be equal, got {shapes}") from None
-
-    @staticmethod
-    def backward(ctx, gy):
-        lead = (slice(None),) * ctx.axis
-        return tuple(gy[lead + (i,)] for i in range(ctx.n))
-
-
-class Split(Function):
-    """(y₀, y₁, ...) = pieces of x along axis;  gx = the pieces' gradients concatenated"""
-
-    @staticmethod
-    def forward(ctx, x, indices_or_sections=2, axis=0):
-        ctx.axis = normalize_axis(axis, x.ndim, "split")
-        try:
-            return tuple(ctx.xp.split(x, indices_or_sections, axis=ctx.axis))
-        except ValueError:
-            raise ValueError(
-                f"split: cannot split axis {axis} of shape {x.shape} into "
-                f"{indices_or_sections} equal parts"
-            ) from None
-
-    @staticmethod
-    def backward(ctx, *gys):
-        return ctx.xp.concatenate(gys, axis=ctx.axis)
-
-
-class Pad(Function):
-    """y = x surrounded by a constant;  gx = the interior of gy"""
-
-    @staticmethod
-    def forward(ctx, x, pad_width=None, value=0.0):
-        ctx.interior = tuple(slice(before, before + n) for (before, _), n in
-                             zip(pad_width, x.shape))
-        return ctx.xp.pad(x, pad_width, mode="constant", constant_values=value)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return gy[ctx.interior]
+        return gy
 
 
 class ToDevice(Function):
@@ -172,102 +112,116 @@ class ToDevice(Function):
         return backend.to_device(gy, ctx.source)
 
 
-def reshape(x, shape):
+def size_args(sizes) -> tuple:
+    """``f(2, 3)`` and ``f((2, 3))`` alike: the varargs of view, reshape, expand, ..."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = sizes[0]
+    return tuple(int(s) for s in sizes)
+
+
+def reshape(input, shape) -> Tensor:
     """The same elements in a new shape (one entry may be -1)."""
     if isinstance(shape, int):
         shape = (shape,)
-    return Reshape.apply(x, shape=tuple(shape))
+    return Reshape.apply(input, shape=tuple(shape))
 
 
-def transpose(x, axes=None):
-    """Permute axes (reverse them when ``axes`` is None)."""
-    return Transpose.apply(x, axes=None if axes is None else tuple(axes))
+def permute(input, dims) -> Tensor:
+    """Reorder all axes: axis i of the result is axis ``dims[i]`` of the input (NumPy's
+    ``transpose(axes)``)."""
+    return Transpose.apply(input, axes=tuple(dims))
 
 
-def permute(x, axes):
-    """Permute axes (PyTorch's name for ``transpose`` with explicit axes)."""
-    return Transpose.apply(x, axes=tuple(axes))
+def transpose(input, dim0: int, dim1: int) -> Tensor:
+    """Swap axes ``dim0`` and ``dim1`` (PyTorch's meaning; on a matrix,
+    ``transpose(x, 0, 1)`` is its transpose). For NumPy's full permutation use
+    :func:`permute`."""
+    return SwapAxes.apply(input, axis1=dim0, axis2=dim1)
 
 
-def swapaxes(x, axis1: int, axis2: int):
-    """Exchange two axes."""
-    return SwapAxes.apply(x, axis1=axis1, axis2=axis2)
+swapaxes = swapdims = transpose
 
 
-def broadcast_to(x, shape):
-    """Repeat along broadcast axes to ``shape`` (a view; backward sums)."""
-    return BroadcastTo.apply(x, shape=tuple(shape))
+def t(input) -> Tensor:
+    """The transpose of a matrix; 0-d and 1-d tensors come back as they are."""
+    if input.ndim > 2:
+        raise ValueError(f"t: expects a tensor with at most 2 axes, got shape {input.shape}; "
+                         "use transpose(dim0, dim1) or permute(dims)")
+    return SwapAxes.apply(input, axis1=0, axis2=-1) if input.ndim == 2 else input
 
 
-def squeeze(x, axis=None):
-    """Drop size-1 axes (all of them, or those named by ``axis``)."""
-    shape = x.shape
-    if axis is None:
-        new = tuple(n for n in shape if n != 1)
-    else:
-        axes = normalize_axes(axis, len(shape), "squeeze")
-        for a in axes:
-            if shape[a] != 1:
-                raise ValueError(f"squeeze: axis {a} of shape {shape} has size {shape[a]}, not 1")
-        new = tuple(n for i, n in enumerate(shape) if i not in axes)
-    return Reshape.apply(x, shape=new)
+def reverse_dims(input) -> Tensor:
+    """All axes in reverse order (``.T``; a matrix's transpose)."""
+    return Transpose.apply(input, axes=None)
 
 
-def unsqueeze(x, axis: int):
-    """Insert a size-1 axis at ``axis``."""
-    shape = x.shape
-    axis = normalize_axis(axis, len(shape) + 1, "unsqueeze")
-    return Reshape.apply(x, shape=shape[:axis] + (1,) + shape[axis:])
+def broadcast_to(input, size) -> Tensor:
+    """Repeat along broadcast axes to ``size`` (a view; backward sums); -1 keeps a size."""
+    size = size_args((size,))
+    lead = len(size) - input.ndim
+    if lead < 0:
+        raise ValueError(f"expand: the {len(size)} sizes {size} are fewer than the "
+                         f"{input.ndim} axes of shape {input.shape}")
+    if any(s == -1 for s in size[:lead]):
+        raise ValueError(f"expand: -1 is not allowed for the new leading axes of {size}")
+    size = size[:lead] + tuple(n if s == -1 else s for s, n in zip(size[lead:], input.shape))
+    return BroadcastTo.apply(input, shape=size)
+
+
+def expand(input, *sizes) -> Tensor:
+    """``x.expand(4, -1, 3)``: broadcast to the given sizes, -1 keeping an axis as it is
+    (a view: no copy; the gradient is summed back)."""
+    return broadcast_to(input, size_args(sizes))
+
+
+@numpy_names
+def squeeze(input, dim=None) -> Tensor:
+    """Drop size-1 axes: all of them, or those among ``dim`` (an int or a tuple); an axis
+    named in ``dim`` whose size is not 1 stays, as in PyTorch."""
+    shape = input.shape
+    axes = range(len(shape)) if dim is None else normalize_axes(dim, len(shape), "squeeze")
+    new = tuple(n for i, n in enumerate(shape) if not (i in axes and n == 1))
+    return Reshape.apply(input, shape=new)
+
+
+@numpy_names
+def unsqueeze(input, dim: int) -> Tensor:
+    """Insert a size-1 axis at ``dim``."""
+    shape = input.shape
+    dim = normalize_axis(dim, len(shape) + 1, "unsqueeze")
+    return Reshape.apply(input, shape=shape[:dim] + (1,) + shape[dim:])
 
 
 expand_dims = unsqueeze
 
 
-def flatten(x, start_axis: int = 0, end_axis: int = -1):
-    """Merge axes ``start_axis..end_axis`` into one (PyTorch's ``flatten``)."""
-    shape = x.shape
+def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge axes ``start_dim..end_dim`` into one (a 0-d tensor becomes (1,))."""
+    shape = input.shape
     if len(shape) == 0:
-        return Reshape.apply(x, shape=(1,))
-    s = normalize_axis(start_axis, len(shape), "flatten")
-    e = normalize_axis(end_axis, len(shape), "flatten")
+        return Reshape.apply(input, shape=(1,))
+    s = normalize_axis(start_dim, len(shape), "flatten")
+    e = normalize_axis(end_dim, len(shape), "flatten")
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                         f"for shape {shape}")
     n = 1
     for d in shape[s:e + 1]:
         n *= d
-    return Reshape.apply(x, shape=shape[:s] + (n,) + shape[e + 1:])
+    return Reshape.apply(input, shape=shape[:s] + (n,) + shape[e + 1:])
 
 
-def concatenate(tensors, axis: int = 0):
-    """Join tensors along an existing axis."""
-    return Concatenate.apply(*tensors, axis=axis)
+def clone(input) -> Tensor:
+    """A copy in its own memory, part of the graph (the gradient passes through)."""
+    return Clone.apply(checks.tensor("clone", "input", input))
 
 
-def stack(tensors, axis: int = 0):
-    """Join tensors along a new axis."""
-    return Stack.apply(*tensors, axis=axis)
+def contiguous(input) -> Tensor:
+    """``input`` itself when its memory is C-contiguous, else a contiguous copy."""
+    flags = input.data.flags
+    return input if flags.c_contiguous else Clone.apply(input)
 
 
-def split(x, indices_or_sections, axis: int = 0):
-    """NumPy's split: ``n`` equal sections, or the indices where to cut; a tuple."""
-    if not isinstance(indices_or_sections, int):
-        indices_or_sections = list(indices_or_sections)
-    out = Split.apply(x, indices_or_sections=indices_or_sections, axis=axis)
-    return out if isinstance(out, tuple) else (out,)
-
-
-def pad(x, pad_width, value: float = 0.0):
-    """Pad with a constant; ``pad_width`` as NumPy's: ``((before, after), ...)`` per axis,
-    or one ``(before, after)`` pair for every axis."""
-    ndim = len(x.shape)
-    if isinstance(pad_width, int):
-        pad_width = ((pad_width, pad_width),) * ndim
-    pad_width = tuple(tuple(int(v) for v in p) for p in pad_width)
-    if len(pad_width) == 1 and ndim != 1:
-        pad_width = pad_width * ndim
-    if len(pad_width) != ndim or any(len(p) != 2 or min(p) < 0 for p in pad_width):
-        raise ValueError(f"pad: pad_width {pad_width} does not fit shape {tuple(x.shape)}")
-    return Pad.apply(x, pad_width=pad_width, value=value)
-
-
-def to_device(x, device: str):
+def to_device(x, device: str) -> Tensor:
     """Copy to a device (differentiable: the gradient comes back to the source device)."""
     return ToDevice.apply(x, device=device)

@@ -8,10 +8,13 @@ Tensors and is differentiated again, whichever implementation ran the forward.
 
 from __future__ import annotations
 
+import numpy as np
+
 from engine import checks, kernels
 from engine.function import Function
 from engine.kernels import reference
-from engine.ops.utils import normalize_axis
+from engine.ops.elementwise import astype, widen_half
+from engine.ops.utils import normalize_axis, numpy_names
 from engine.tensor import Tensor
 
 
@@ -51,11 +54,21 @@ class LogSoftmax(Softmax):
     op = "log_softmax"
 
 
-def softmax(x, axis: int = -1) -> Tensor:
-    """Softmax along ``axis``: yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m the max."""
-    return Softmax.apply(checks.tensor("softmax", "x", x), axis=axis)
+@numpy_names
+def softmax(input, dim: int = -1) -> Tensor:
+    """Softmax along ``dim``: yᵢ = exp(xᵢ - m) / Σⱼ exp(xⱼ - m), m the max (float16
+    computed in float32)."""
+    x = checks.tensor("softmax", "input", input)
+    if x.dtype == np.float16:
+        return astype(softmax(widen_half(x), dim), np.float16)
+    return Softmax.apply(x, axis=dim)
 
 
-def log_softmax(x, axis: int = -1) -> Tensor:
-    """Log-softmax along ``axis``: yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m)."""
-    return LogSoftmax.apply(checks.tensor("log_softmax", "x", x), axis=axis)
+@numpy_names
+def log_softmax(input, dim: int = -1) -> Tensor:
+    """Log-softmax along ``dim``: yᵢ = xᵢ - m - log Σⱼ exp(xⱼ - m) (float16 computed in
+    float32)."""
+    x = checks.tensor("log_softmax", "input", input)
+    if x.dtype == np.float16:
+        return astype(log_softmax(widen_half(x), dim), np.float16)
+    return LogSoftmax.apply(x, axis=dim)

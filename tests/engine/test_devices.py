@@ -89,7 +89,7 @@ def test_same_seed_same_initial_weights_on_cpu_and_gpu():
 
 
 @pytest.mark.gpu
-def test_gpu_training_matches_cpu_training():
+def test_gpu_training_matches_cpu_training(host_dropout_masks):
     cpu, _, _ = train_losses("cpu")
     gpu, _, _ = train_losses("cuda")
     np.testing.assert_allclose(cpu, gpu, rtol=1e-4)

@@ -21,13 +21,13 @@ def test_every_edge_is_node_index_shape_dtype_and_leaves_end_at_accumulators():
     x = leaf(2, 3)
     c = Tensor(np.ones(3))
     h = x * c                          # x needs a gradient, c does not
-    y = h.sum(axis=0)
+    y = h.sum(dim=0)
     (edge_x, edge_c) = h.grad_fn.edges
     assert edge_c is None
     assert type(edge_x[0]) is AccumulateGrad and edge_x[0].variable is x
     assert edge_x[1:] == (0, (2, 3), np.dtype(np.float64))
-    assert y.grad_fn.edges == [(h.grad_fn, 0, (2, 3), np.dtype(np.float64))]
-    assert h.grad_fn.needs_input_grad == [True, False]
+    assert y.grad_fn.edges == ((h.grad_fn, 0, (2, 3), np.dtype(np.float64)),)
+    assert h.grad_fn.needs_input_grad == (True, False)
 
 
 def test_one_accumulator_per_leaf_while_a_graph_holds_it():
@@ -95,7 +95,7 @@ def test_absent_optional_input_is_passed_as_none_on_the_numpy_path(monkeypatch):
     x, w = leaf(4, 3), leaf(3, 2, seed=1)
     y = Affine.apply(x, w, None)
     assert y.grad_fn.xp is np and y.grad_fn.edges[2] is None
-    assert y.grad_fn.needs_input_grad == [True, True, False]
+    assert y.grad_fn.needs_input_grad == (True, True, False)
     y.sum().backward()
     np.testing.assert_allclose(w.grad.data, x.data.T @ np.ones((4, 2)))
     b = leaf(2, seed=2)
@@ -107,7 +107,7 @@ def test_output_tensors_have_every_attribute_tensor_make_sets():
     """apply builds its common-case output inline: it must match Tensor._make."""
     x = leaf(3)
     reference = Tensor._make(x.data, None, 0)
-    for out in (x * 2.0, Tensor(np.ones(3)) * 2.0, x.exp(), *engine.split(x, 3)):
+    for out in (x * 2.0, Tensor(np.ones(3)) * 2.0, x.exp(), *engine.chunk(x, 3)):
         for name in Tensor.__slots__:
             if name != "__weakref__":
                 assert hasattr(out, name) == hasattr(reference, name), name
@@ -130,7 +130,7 @@ def test_copies_of_a_leaf_get_their_own_accumulator(clone):
 
 def test_retain_grad_on_outputs_of_a_multi_output_op_and_under_create_graph():
     x = leaf(6)
-    a, b, c = engine.split(x, 3)
+    a, b, c = engine.chunk(x, 3)
     b.retain_grad()
     (a * 2.0 + b * 3.0).sum().backward()
     np.testing.assert_allclose(b.grad.data, np.full(2, 3.0))

@@ -113,10 +113,34 @@ def test_gradgradcheck_of_core_ops(name):
         "exp": engine.exp, "log": lambda t: engine.log(t * t + 1.0), "tanh": engine.tanh,
         "sigmoid": engine.sigmoid, "softmax": engine.softmax,
         "log_softmax": engine.log_softmax, "gelu": engine.gelu, "softplus": engine.softplus,
-        "logsumexp": lambda t: engine.logsumexp(t, axis=1), "var": lambda t: t.var(axis=0),
+        "logsumexp": lambda t: engine.logsumexp(t, dim=1), "var": lambda t: t.var(dim=0),
         "div": lambda t: t / (t * t + 1.0), "matmul": lambda t: t @ t.T,
     }
     assert engine.gradgradcheck(fns[name], [x])
+
+
+SECOND_ORDER = {
+    "sin": lambda t: t.sin() * t, "cos": lambda t: t.cos() * t,
+    "std": lambda t: t.std(dim=1), "std_all": lambda t: t.std(),
+    "norm": lambda t: t.norm(dim=1), "norm_3": lambda t: t.norm(p=3),
+    "cumsum": lambda t: (t.cumsum(dim=1) ** 2), "tril": lambda t: (t.tril(-1) * t),
+    "triu": lambda t: t.triu() ** 2, "clamp": lambda t: t.clamp(-0.5, 0.5) * t,
+    "clamp_tensors": lambda t: t.clamp(t[0] * 0.5, t[1] + 1.0) ** 2,
+    "max_dim": lambda t: t.max(dim=1).values ** 2, "sort": lambda t: t.sort(0).values ** 2,
+    "topk": lambda t: t.topk(2).values * t[:, :2], "median": lambda t: t.median(1).values ** 3,
+    "masked_fill": lambda t: t.masked_fill(t > 0, 1.0) ** 2,
+    "repeat": lambda t: t.repeat(2, 1) ** 2, "expand": lambda t: t[:1].expand(3, -1) * t[:3],
+    "gather": lambda t: t.gather(1, engine.tensor([[0, 0], [1, 3], [2, 1]])) ** 2,
+    "cat_split": lambda t: engine.cat(t.split([1, 3], dim=1)[::-1], dim=1) * t,
+    "chunk_stack": lambda t: engine.stack(t.chunk(2, dim=1), dim=0) ** 2,
+    "narrow_flip": lambda t: t.narrow(1, 1, 2).flip(0) ** 2,
+    "transpose_permute": lambda t: t.transpose(0, 1) @ t.permute(0, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(SECOND_ORDER))
+def test_gradgradcheck_of_the_pytorch_surface(name):
+    assert engine.gradgradcheck(SECOND_ORDER[name], [t64(3, 4)])
 
 
 @pytest.mark.parametrize("f", [engine.exp, engine.tanh, engine.sigmoid, engine.sqrt,

@@ -118,17 +118,20 @@ def test_engine_softmax_and_tensor_method_route_through_dispatch():
     x = leaf(np.ones((2, 3)))
     assert engine.softmax(x)._node.impl is cpu
     assert x.softmax()._node.impl is cpu
-    node = x.log_softmax(axis=0)._node
+    node = x.log_softmax(dim=0)._node
     assert type(node).__name__ == "LogSoftmax" and node.impl is cpu
     with engine.use_fused(False):
         assert x.softmax()._node.impl is reference
 
 
-def test_other_dtypes_fall_back_to_reference():
+def test_other_dtypes_fall_back_to_reference_and_float16_softmax_runs_in_float32():
     x = leaf(np.ones((2, 3), dtype=np.float16))
     assert kernels.select(x.data) is reference
-    y = engine.softmax(x)
-    assert y._node.impl is reference and y.dtype == np.float16
+    out = engine.scaled_dot_product_attention(x, x, x)
+    assert out._node.impl is reference and out.dtype == np.float16
+    y = engine.softmax(x)                        # widened, the fused kernel, narrowed
+    inner = y._node.edges[0][0]
+    assert y.dtype == np.float16 and type(inner).__name__ == "Softmax" and inner.impl is cpu
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -160,7 +163,7 @@ def test_gradcheck_float64_through_fused_path():
     t = np.array([1, -100, 5, 0])
     assert engine.cross_entropy(leaf(x), t)._node.impl is cpu
     engine.gradcheck(lambda a: engine.softmax(a), [x])
-    engine.gradcheck(lambda a: engine.log_softmax(a, axis=0), [x])
+    engine.gradcheck(lambda a: engine.log_softmax(a, dim=0), [x])
     for red in ("mean", "sum", "none"):
         engine.gradcheck(lambda a, r=red: engine.cross_entropy(a, t, label_smoothing=0.1,
                                                                reduction=r), [x])

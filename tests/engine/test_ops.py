@@ -129,9 +129,9 @@ def test_gradcheck(op, data):
     """float64 analytic gradients equal central differences (random upstream gradient)."""
     args, kw = op.case(data)
     xs = to_tensors(args)
-    if not any(isinstance(x, Tensor) and x.requires_grad and x.size for x in xs):
+    if not any(isinstance(x, Tensor) and x.requires_grad and x.numel() for x in xs):
         return  # nothing differentiable drawn (e.g. only empty arrays)
     outs = as_tuple(op.fn(*xs, **kw))
-    if not any(o.size for o in outs):
+    if not any(o.numel() for o in outs):
         return
     engine.gradcheck(lambda *t: op.fn(*t, **kw), xs, atol=op.grad_atol)

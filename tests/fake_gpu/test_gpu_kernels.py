@@ -52,7 +52,7 @@ _kpm = np.array([[False, False, True], [False, False, False]])
 
 FUSED_CASES = {
     "softmax": (lambda x: engine.softmax(x), [(3, 5)]),
-    "log_softmax_axis0": (lambda x: engine.log_softmax(x, axis=0), [(4, 3)]),
+    "log_softmax_dim0": (lambda x: engine.log_softmax(x, dim=0), [(4, 3)]),
     "cross_entropy": (lambda x: losses.cross_entropy(
         x, engine.tensor([4, -100, 0], device=x.device), label_smoothing=0.2), [(3, 5)]),
     "cross_entropy_none": (lambda x: losses.cross_entropy(
@@ -75,7 +75,8 @@ FUSED_CASES = {
 if SIMULATED:     # collected only in the simulator's interpreter
     @pytest.mark.parametrize("dtype", [np.float64, np.float32])
     @pytest.mark.parametrize("name", list(FUSED_CASES))
-    def test_fused_cuda_kernels_on_device_arrays(simulated_cuda, name, dtype):
+    def test_fused_cuda_kernels_on_device_arrays(simulated_cuda, host_dropout_masks, name,
+                                                 dtype):
         fn, spec = FUSED_CASES[name]
         tol = dict(rtol=1e-9, atol=1e-11) if dtype == np.float64 else \
             dict(rtol=2e-4, atol=2e-5)
@@ -99,7 +100,7 @@ def test_fused_cuda_path_under_the_simulator():
 
 def test_unused_outputs_get_zero_gradients_on_the_device(cuda):
     x = engine.randn(4, 3, device="cuda", requires_grad=True)
-    engine.split(x * 2.0, 2)[0].sum().backward()       # no output of split is alive
+    engine.chunk(x * 2.0, 2)[0].sum().backward()       # no output of chunk is alive
     on_gpu(x.grad)
     np.testing.assert_array_equal(x.grad.numpy(), np.repeat([[2.0], [0.0]], 2, axis=0)
                                   * np.ones((4, 3), np.float32))

@@ -33,7 +33,7 @@ def run_module(make, spec, device, call=None, seed=0, train=True, steps=1):
     results = []
     for step in range(steps):
         xs = [to(a, device) if isinstance(a, np.ndarray) else a for a in host]
-        engine.manual_seed(seed + 1 + step)          # the same dropout masks on both
+        engine.manual_seed(seed + 1 + step)          # the same masks (host_dropout_masks)
         outs = leaves(call(m, *xs) if call else m(*xs))
         backward(outs, upstream(outs, seed=step), device)
         results += outs + [x.grad for x in xs if isinstance(x, Tensor) and x.requires_grad]
@@ -137,7 +137,7 @@ LAYERS = {
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_layer_forward_backward_on_device(cuda, name):
+def test_layer_forward_backward_on_device(cuda, host_dropout_masks, name):
     make, spec, call = LAYERS[name]
     compare_module(make, spec, call, steps=2)
 

@@ -222,7 +222,7 @@ def _transformer_steps(device, steps=3):
     return out
 
 
-def test_training_gives_the_same_losses_on_either_device(cuda):
+def test_training_gives_the_same_losses_on_either_device(cuda, host_dropout_masks):
     from data import TensorDataset as TD
 
     def mlp_losses(device):

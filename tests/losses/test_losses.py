@@ -2,6 +2,7 @@
 dispatch, errors."""
 
 import doctest
+import re
 
 import numpy as np
 import pytest
@@ -198,7 +199,7 @@ def test_nll_of_log_softmax_is_cross_entropy():
     x = _t(r.standard_normal((6, 4)))
     t = r.integers(0, 4, size=6)
     np.testing.assert_allclose(
-        losses.nll_loss(engine.log_softmax(x, axis=1), t, reduction="none").numpy(),
+        losses.nll_loss(engine.log_softmax(x, dim=1), t, reduction="none").numpy(),
         losses.cross_entropy(x, t, reduction="none").numpy(), rtol=1e-13)
 
 
@@ -269,6 +270,23 @@ def test_binary_cross_entropy_errors():
         losses.binary_cross_entropy(_t([0.5, 0.5]), _t([1.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: target size"):
         losses.binary_cross_entropy_with_logits(_t([0.5, 0.5]), _t([[1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("target, shown", [([1.5, 0.0], "[0.0, 1.5]"),
+                                           ([-0.25, 1.0], "[-0.25, 1.0]")])
+def test_binary_cross_entropy_refuses_targets_outside_the_unit_interval(target, shown):
+    """As PyTorch: a target outside [0, 1] is not a probability (the loss could go
+    negative); the message names the op and the targets' range."""
+    x = _t([0.3, 0.6], True)
+    message = ("binary_cross_entropy: all elements of target should be between 0 and 1 "
+               f"(got range {shown})")
+    for y in (_t(target), _t(target, True), target, np.array(target)):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            losses.binary_cross_entropy(x, y)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        losses.BCELoss(reduction="sum")(x, _t(target))
+    assert x.grad is None
+    losses.binary_cross_entropy(x, _t([0.0, 1.0])).backward()      # the ends are fine
 
 
 def test_regression_argument_errors():

@@ -189,6 +189,17 @@ def test_binary_cross_entropy_clamps_at_0_and_1_like_torch():
     np.testing.assert_allclose(yt.grad.numpy(), expected, rtol=1e-12)
 
 
+def test_binary_cross_entropy_refuses_targets_outside_0_1_like_torch():
+    x = np.array([0.3, 0.6])
+    for y in (np.array([1.5, 0.0]), np.array([0.5, -1e-3])):
+        with pytest.raises(ValueError, match="all elements of target should be between 0 "
+                                             "and 1"):
+            losses.binary_cross_entropy(_ours(x), _ours(y, grad=False))
+        with pytest.raises(RuntimeError, match="all elements of target should be between 0 "
+                                               "and 1"):
+            F.binary_cross_entropy(_theirs(x), _theirs(y, grad=False))
+
+
 @pytest.mark.parametrize("use_weight", [False, True])
 @pytest.mark.parametrize("use_pos_weight", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)

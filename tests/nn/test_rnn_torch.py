@@ -1,4 +1,4 @@
-"""LSTMCell and LSTM against PyTorch: same weights, same outputs and gradients."""
+"""The recurrent layers and cells against PyTorch: same weights, same outputs and gradients."""
 
 import numpy as np
 import pytest
@@ -131,3 +131,63 @@ def test_lstm_eval_with_dropout_matches_torch():
     _copy_weights(ours, theirs)
     inputs = [np.random.default_rng(4).standard_normal((5, 2, 4))]
     _compare(ours, theirs, inputs, np.float64, _lstm_unpack(False))
+
+
+# ------------------------------------------------------------------ GRU and RNN
+def _make_pair(kind, *args, **kwargs):
+    """(ours, theirs) for kind GRU, RNN_TANH or RNN_RELU (layers or, with cell=True, cells)."""
+    cell = kwargs.pop("cell", False)
+    name = ("GRU" if kind == "GRU" else "RNN") + ("Cell" if cell else "")
+    if kind != "GRU":
+        kwargs["nonlinearity"] = "tanh" if kind == "RNN_TANH" else "relu"
+    return getattr(nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args, **kwargs)
+
+
+KINDS = ["GRU", "RNN_TANH", "RNN_RELU"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in
+                                                                   c.items()))
+@pytest.mark.parametrize("with_state", [False, True])
+def test_gru_rnn_parity(kind, dtype, config, with_state):
+    torch.manual_seed(0)
+    ours, theirs = _make_pair(kind, 4, 3, **config)
+    ours, theirs = ours.to(dtype=dtype), theirs.to(TORCH_DTYPE[dtype])
+    _copy_weights(ours, theirs)
+    D = 2 if config.get("bidirectional") else 1
+    rng = np.random.default_rng(1)
+    x_shape = (2, 5, 4) if config.get("batch_first") else (5, 2, 4)
+    inputs = [rng.standard_normal(x_shape)]
+    if with_state:
+        inputs.append(rng.standard_normal((config["num_layers"] * D, 2, 3)))
+    _compare(ours, theirs, inputs, dtype,
+             lambda m, xs: m(*xs) if with_state else m(xs[0]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gru_rnn_unbatched_parity_and_dropout_in_eval(kind):
+    torch.manual_seed(0)
+    ours, theirs = _make_pair(kind, 3, 2, num_layers=2, bidirectional=True, dropout=0.3)
+    ours, theirs = ours.double().eval(), theirs.double().eval()
+    _copy_weights(ours, theirs)
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((6, 3)), rng.standard_normal((4, 2))]
+    _compare(ours, theirs, inputs, np.float64, lambda m, xs: m(*xs))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_rnn_cell_parity(kind, dtype, bias):
+    torch.manual_seed(0)
+    ours, theirs = _make_pair(kind, 4, 3, bias=bias, cell=True)
+    ours, theirs = ours.to(dtype=dtype), theirs.to(TORCH_DTYPE[dtype])
+    _copy_weights(ours, theirs)
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal((5, 4)), rng.standard_normal((5, 3))]
+    _compare(ours, theirs, inputs, dtype, lambda m, xs: m(*xs))
+    _compare(ours, theirs, inputs[:1], dtype, lambda m, xs: m(xs[0]))
+    _compare(ours, theirs, [inputs[0][0], inputs[1][0]], dtype, lambda m, xs: m(*xs))
+

@@ -14,6 +14,7 @@ ALL = [
     (optim.AdamW, {"lr": 0.1}),
     (optim.RMSprop, {"lr": 0.1, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
     (optim.Adagrad, {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 0.1}),
+    (optim.Adadelta, {"rho": 0.8, "eps": 1e-2, "weight_decay": 0.1}),
 ]
 
 
@@ -253,6 +254,10 @@ def test_optimizer_argument_errors():
         optim.RMSprop([p], alpha=-0.1)
     with pytest.raises(ValueError, match="Adagrad: invalid lr_decay value"):
         optim.Adagrad([p], lr_decay=-0.1)
+    with pytest.raises(ValueError, match="Adadelta: invalid rho value: 1.5"):
+        optim.Adadelta([p], rho=1.5)
+    with pytest.raises(ValueError, match="Adadelta: invalid epsilon value"):
+        optim.Adadelta([p], eps=-1e-6)
     with pytest.raises(TypeError, match="abstract"):
         optim.Optimizer([p], {})
 

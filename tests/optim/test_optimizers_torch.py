@@ -38,6 +38,10 @@ CASES = [
     ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
     ("Adagrad", {"lr": 0.1, "weight_decay": 0.1, "initial_accumulator_value": 0.1}),
     ("Adagrad", {"lr": 0.1, "eps": 1e-3, "maximize": True}),
+    ("Adadelta", {}),
+    ("Adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-4}),
+    ("Adadelta", {"lr": 2.0, "weight_decay": 0.1}),
+    ("Adadelta", {"lr": 0.5, "rho": 0.95, "maximize": True}),
 ]
 
 
@@ -104,6 +108,17 @@ def test_twenty_steps_match_torch(name, kw):
     _assert_same(ours, theirs)
     assert any(not np.array_equal(a, b) for a, b in zip(before, ours.values()))
     assert all(p.dtype == np.float64 for p in ours.params)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["kernel", "literal"])
+@pytest.mark.parametrize("name, kw", [c for c in CASES if c[0].startswith("Adam")])
+def test_adam_matches_torch_on_the_kernel_and_the_literal_path(name, kw, fused):
+    """Adam and AdamW run a one-pass kernel unless fusion is off: both follow PyTorch."""
+    with engine.use_fused(fused):
+        ours, theirs = Run(engine, name, kw), Run(torch, name, kw)
+        ours.step(STEPS)
+        theirs.step(STEPS)
+    _assert_same(ours, theirs)
 
 
 @pytest.mark.parametrize("name, kw", [c for c in CASES if c[1]][::2])
@@ -190,7 +205,7 @@ def test_float32_parameters_stay_float32_and_match_torch():
 def test_defaults_match_torch():
     p = [engine.tensor([1.0], requires_grad=True)]
     tp = [torch.tensor([1.0], requires_grad=True)]
-    for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
+    for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"):
         ours = getattr(optim, name)(p).param_groups[0]
         ref = getattr(torch.optim, name)(tp).param_groups[0]
         for k, v in ours.items():
