@@ -197,7 +197,7 @@ class _Worker:
             except BaseException as e:            # handed to the caller by join()
                 self.error = e
             self.cpu = time.thread_time() - start
-            self.task = None
+            self.task = work = None               # hold no arrays of a finished task
             self.done.release()
 
     def start(self, work, lo: int, hi: int) -> None:
