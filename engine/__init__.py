@@ -10,8 +10,9 @@
 
 from engine import memory  # noqa: F401  (freed host memory kept for reuse, see its docstring)
 from engine.tensor import Size, Tensor
-from engine.function import (
-    Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
+from engine.function import Function
+from engine.grad_mode import (
+    detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
 )
 from engine.autograd import backward, grad
 from engine.backend import cuda_is_available, device, synchronize

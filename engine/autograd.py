@@ -21,9 +21,9 @@ import numpy as np
 
 from engine import backend, versions
 from engine.function import (
-    _RELEASED, AccumulateGrad, _modes, anomaly_enabled, freed_graph_error, gradient_edge,
-    release_saved,
+    _RELEASED, AccumulateGrad, freed_graph_error, gradient_edge, release_saved,
 )
+from engine.grad_mode import _modes, anomaly_enabled
 from engine.tensor import Tensor
 
 _versioned = versions.table   # empty while no live memory was ever written in place

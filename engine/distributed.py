@@ -39,6 +39,7 @@ from datetime import timedelta
 import numpy as np
 
 from engine import backend
+from engine.grad_mode import enable_grad
 from engine.random import manual_seed
 from engine.tensor import Tensor
 from engine.watchdog import CollectiveWatchdog, collective_timeout
@@ -338,8 +339,6 @@ class DistributedOptimizer:
         A ``closure`` is evaluated first (it recomputes the loss and gradients)."""
         loss = None
         if closure is not None:
-            from engine.function import enable_grad
-
             with enable_grad():
                 loss = closure()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]

@@ -34,105 +34,23 @@ Each backward formula is written once. For first-order gradients it runs on raw 
 ``ctx.xp`` the Tensor namespace :mod:`engine.tensor_xp` and ``ctx.saved_tensors`` the
 recorded Tensors, so that the backward is itself differentiated.
 
-Grad mode and anomaly mode are per thread, as in PyTorch: a new thread starts with grad
-enabled and anomaly checks off, and a ``no_grad`` block in one thread never changes what
-another records.
+Whether a call is recorded, and whether its outputs are checked for NaN and inf, is up to
+the per-thread switches of :mod:`engine.grad_mode` (``no_grad``, ``detect_anomaly``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import weakref
 
 import numpy as np
 
-from engine import backend, versions
+from engine import backend, grad_mode, versions
+from engine.grad_mode import _modes, check_forward_anomaly
 from engine.tensor import Tensor
 
 _RELEASED = "released"   # marker for saved arrays freed by a backward pass
 _versioned = versions.table   # empty while no live memory was ever written in place
 _writes = versions.writes
-
-
-class _ThreadModes(threading.local):
-    """This thread's switches; the class attributes are what a new thread starts with."""
-
-    grad_enabled = True
-    anomaly = False
-
-
-_modes = _ThreadModes()
-_anomaly_lock = threading.Lock()
-_anomaly_threads = 0   # threads inside detect_anomaly: ops read _modes.anomaly only if > 0
-
-
-def is_grad_enabled() -> bool:
-    """True while operations are recorded for differentiation (in this thread)."""
-    return _modes.grad_enabled
-
-
-@contextlib.contextmanager
-def _grad_mode(enabled: bool):
-    previous = _modes.grad_enabled
-    _modes.grad_enabled = enabled
-    try:
-        yield
-    finally:
-        _modes.grad_enabled = previous
-
-
-def no_grad():
-    """Context manager (and decorator) under which this thread records no graph."""
-    return _grad_mode(False)
-
-
-def enable_grad():
-    """Context manager (and decorator) that turns recording back on inside ``no_grad``."""
-    return _grad_mode(True)
-
-
-def set_grad_enabled(mode: bool):
-    """Context manager that sets this thread's grad mode to ``mode``."""
-    return _grad_mode(bool(mode))
-
-
-def anomaly_enabled() -> bool:
-    """True inside :func:`detect_anomaly` in this thread."""
-    return _anomaly_threads > 0 and _modes.anomaly
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """Name the first op whose forward output or backward gradient holds NaN or inf.
-
-    Inside this context (also usable as a decorator) every op of this thread checks its
-    outputs: forward raises ``FloatingPointError`` when an output holds NaN (or inf) that
-    none of its inputs held, so legitimate ``-inf`` masks pass through; backward raises
-    when a gradient holds NaN or inf, naming the op whose backward produced it. The checks
-    synchronize with the device: debug use only.
-    """
-    global _anomaly_threads
-    previous = _modes.anomaly
-    with _anomaly_lock:
-        _anomaly_threads += 1
-    _modes.anomaly = True
-    try:
-        yield
-    finally:
-        _modes.anomaly = previous
-        with _anomaly_lock:
-            _anomaly_threads -= 1
-
-
-def _describe(arrays) -> str:
-    parts = []
-    for a in arrays:
-        if hasattr(a, "shape") and hasattr(a, "dtype"):
-            parts.append(f"{tuple(a.shape)} {a.dtype} on {backend.device_of(a)}")
-        else:
-            parts.append(repr(a))
-    return ", ".join(parts)
 
 
 def _check_devices(op: str, arrays) -> object:
@@ -328,7 +246,7 @@ class Function:
             raw = cls.forward(ctx, arrays[0])
         else:
             raw = cls.forward(ctx, *arrays)
-        if type(raw) is _ndarray and not _anomaly_threads and not (record and ctx.saved):
+        if type(raw) is _ndarray and not grad_mode.anomaly_threads and not (record and ctx.saved):
             # The common case, one NumPy output and nothing saved: what _wrap_outputs
             # does for it, with Tensor._make inlined (the call alone would cost ~4% of an
             # add on one-element tensors).
@@ -393,7 +311,7 @@ def apply_pair(cls, a, b, general):
         ctx.edges = (ea, eb)
         ctx.needs_input_grad = _NEEDS_PAIR[ra][rb]
     raw = cls.forward(ctx, da, db)
-    if type(raw) is _ndarray and not _anomaly_threads and not (record and ctx.saved):
+    if type(raw) is _ndarray and not grad_mode.anomaly_threads and not (record and ctx.saved):
         t = _new_object(Tensor)           # as in apply: Tensor._make inlined
         t.data = raw
         t.grad = None
@@ -411,8 +329,8 @@ def _wrap_outputs(ctx, record: bool, arrays: list, raw):
     single = type(raw) is not tuple
     outs = tuple([o if type(o) is _ndarray else _as_array(ctx.xp, o)
                   for o in ((raw,) if single else raw)])
-    if _anomaly_threads and _modes.anomaly:
-        _check_forward_anomaly(type(ctx).__name__, arrays, outs)
+    if grad_mode.anomaly_threads and _modes.anomaly:
+        check_forward_anomaly(type(ctx).__name__, arrays, outs)
     node = ctx if record else None
     if record:
         if not single:
@@ -468,27 +386,3 @@ def resave(ctx, old, new) -> None:
 def _as_array(xp, value):
     """NumPy returns scalars from 0-d results: make every output an array."""
     return value if backend.is_cuda_array(value) else xp.asarray(value)
-
-
-def _check_forward_anomaly(op: str, inputs, outputs) -> None:
-    """Raise if an output holds NaN/inf of a kind none of the inputs held."""
-    def state(a):
-        if isinstance(a, (int, float)):
-            a = np.asarray(a)
-        if not hasattr(a, "dtype") or a.dtype.kind not in "fc":
-            return False, False
-        xp = backend.array_module(a)
-        return bool(xp.isnan(a).any()), bool(xp.isinf(a).any())
-
-    in_nan = in_inf = False
-    for a in inputs:
-        n, i = state(a)
-        in_nan, in_inf = in_nan or n, in_inf or i
-    for k, o in enumerate(outputs):
-        n, i = state(o)
-        if (n and not in_nan) or (i and not (in_inf or in_nan)):
-            kind = "NaN" if n else "inf"
-            raise FloatingPointError(
-                f"detect_anomaly: {op} forward produced {kind} in output {k} "
-                f"(inputs: {_describe(inputs)})"
-            )

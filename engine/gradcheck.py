@@ -17,7 +17,7 @@ import numpy as np
 
 from engine import backend
 from engine.autograd import grad as autograd_grad
-from engine.function import enable_grad, no_grad
+from engine.grad_mode import enable_grad, no_grad
 from engine.tensor import Tensor
 
 

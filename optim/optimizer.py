@@ -36,7 +36,7 @@ from itertools import chain
 import numpy as np
 
 from engine import backend, versions
-from engine.function import enable_grad, no_grad
+from engine.grad_mode import enable_grad, no_grad
 from engine.tensor import Tensor
 from optim import pruning
 

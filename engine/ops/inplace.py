@@ -41,7 +41,8 @@ import types
 import numpy as np
 
 from engine import backend, random, versions
-from engine.function import Function, _check_devices, is_grad_enabled, resave
+from engine.function import Function, _check_devices, resave
+from engine.grad_mode import is_grad_enabled
 from engine.ops.activation import relu, sigmoid, stable_sigmoid, tanh
 from engine.ops.elementwise import add, astype, clip, div, mul, neg, pow, sub
 from engine.ops.unary import exp
