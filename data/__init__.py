@@ -25,10 +25,11 @@ Character language model: ``text = load_text_corpus()``, ``CharTokenizer().fit(t
 
 Modules: :mod:`data.dataset` (Dataset, TensorDataset, Subset, random_split),
 :mod:`data.loader` (DataLoader, default_collate), :mod:`data.split` (train_test_split),
-:mod:`data.text` (Tokenizer, pad_sequences, CharTokenizer), :mod:`data.readers` (CSV, IDX,
-MNIST, LabelEncoder), :mod:`data.images` (ImageFolder), :mod:`data.transforms` (image
-transforms), :mod:`data.builtin` (load_digits, load_text_corpus), :mod:`data.synthetic`
-(generated sequence tasks and the negation sentiment task).
+:mod:`data.text` (Tokenizer, pad_sequences), :mod:`data.chars` (CharTokenizer),
+:mod:`data.readers` (CSV, IDX, MNIST, LabelEncoder), :mod:`data.images` (ImageFolder),
+:mod:`data.transforms` (image transforms), :mod:`data.builtin` (load_digits,
+load_text_corpus), :mod:`data.synthetic` (generated sequence tasks and the negation
+sentiment task).
 """
 
 from data import transforms
@@ -42,9 +43,8 @@ from data.synthetic import (
     BOS, EOS, PAD, SequenceTask, make_addition_task, make_negation_sentiment,
     make_reverse_task, make_sort_task, negation_sentiment_label, sequence_task_tokenizer,
 )
-from data.text import (
-    KERAS_FILTERS, CharTokenizer, Tokenizer, pad_sequences, text_to_word_sequence,
-)
+from data.text import KERAS_FILTERS, Tokenizer, pad_sequences, text_to_word_sequence
+from data.chars import CharTokenizer
 
 __all__ = [
     "Dataset", "TensorDataset", "Subset", "random_split", "batch_fetcher",

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import engine
-from data.text import CharTokenizer, pad_sequences
+from data.chars import CharTokenizer
+from data.text import pad_sequences
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
