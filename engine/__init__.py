@@ -48,7 +48,9 @@ from engine.ops.join import (
     cat, chunk, concat, concatenate, flip, narrow, pad, repeat_interleave, split, stack,
     tensor_split, tile,
 )
-from engine.ops.select import argsort, masked_fill, median, sort, topk, tril, triu
+from engine.ops.select import (
+    argsort, masked_fill, median, return_types, sort, topk, tril, triu,
+)
 from engine.ops.indexing import gather, getitem, index_add, scatter_add
 from engine.ops.linalg import linear, matmul, norm
 from engine.ops.softmax import log_softmax, softmax
@@ -63,7 +65,6 @@ from engine.threads import get_num_threads, set_num_threads
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
 from engine.graph_view import draw_graph
-from engine import return_types
 
 # PyTorch's dtype names that shadow Python's builtins: engine.float, engine.int, ... (not
 # in __all__, so that ``from engine import *`` leaves the builtins alone)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import builtins
 import math
 
-from engine import backend, checks, dtypes, return_types
+from engine import backend, checks, dtypes
 from engine.dtypes import float_dtype_of
 from engine.function import Function
 from engine.ops.elementwise import maximum, minimum
 from engine.ops.indexing import gather
+from engine.ops.select import return_types
 from engine.ops.utils import kept_shape, normalize_axes, normalize_axis, numpy_names
 from engine.tensor import Tensor
 

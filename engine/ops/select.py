@@ -1,22 +1,39 @@
 """Selecting elements: sorting (``sort``, ``argsort``, ``topk``, ``median``), triangles
 (``tril``, ``triu``) and ``masked_fill``.
 
-The sorting ops return PyTorch's named tuples ``(values, indices)``; the values are
-gathered from the input (:func:`engine.ops.indexing.gather`), so each gradient goes back
-to the element it came from.
+The sorting ops return PyTorch's named tuples ``(values, indices)`` (:data:`return_types`,
+``max`` and ``min`` along a dim too); the values are gathered from the input
+(:func:`engine.ops.indexing.gather`), so each gradient goes back to the element it came
+from.
 """
 
 from __future__ import annotations
 
+import types
+from collections import namedtuple
+
 import numpy as np
 
-from engine import backend, checks, return_types
+from engine import backend, checks
 from engine.function import Function
 from engine.ops.compare import Where
 from engine.ops.elementwise import astype
 from engine.ops.indexing import gather
 from engine.ops.utils import normalize_axis, numpy_names
 from engine.tensor import Tensor
+
+
+def _values_indices(name: str) -> type:
+    """The named tuple ``name(values, indices)``, found by pickle as ``return_types.name``."""
+    cls = namedtuple(name, ["values", "indices"])
+    cls.__qualname__ = f"return_types.{name}"
+    return cls
+
+
+# PyTorch's ``torch.return_types`` (``engine.return_types``): ``values, indices =
+# x.max(dim=1)``, or ``x.max(dim=1).indices``.
+return_types = types.SimpleNamespace(
+    **{name: _values_indices(name) for name in ("max", "min", "sort", "topk", "median")})
 
 
 class Tril(Function):

@@ -4,6 +4,8 @@ torch Tensors, and the two must agree in values, dtypes, shapes and gradients (f
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -225,6 +227,17 @@ def test_named_tuples():
         assert v is out.values and i is out.indices and out.indices.dtype == np.int64
     assert x.sort().indices.dtype == np.int64 and x.topk(1).values.shape == (2, 1)
     assert x.max().shape == () and float(x.max()) == 7.0
+
+
+def test_named_tuples_are_engine_return_types_and_pickle():
+    x = engine.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]])
+    for op in ("max", "min", "sort", "topk", "median"):
+        out = getattr(x, op)(1) if op == "topk" else getattr(x, op)(dim=1)
+        assert type(out) is getattr(engine.return_types, op)
+        again = pickle.loads(pickle.dumps(out))
+        assert type(again) is type(out)
+        np.testing.assert_array_equal(again.values.numpy(), out.values.numpy())
+        np.testing.assert_array_equal(again.indices.numpy(), out.indices.numpy())
 
 
 def test_max_of_dim_gives_the_gradient_to_the_returned_index_only():
