@@ -5,9 +5,8 @@ PyTorch users look for them."""
 
 from nn.module import Module, Parameter
 from nn import functional, init
-from nn.linear import Flatten, Identity, Linear
+from nn.linear import Dropout, Flatten, Identity, Linear
 from nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from nn.dropout import Dropout
 from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nn.embedding import Embedding
 from nn.conv import AvgPool2d, Conv2d, MaxPool2d

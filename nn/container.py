@@ -11,8 +11,7 @@ from collections import OrderedDict
 from typing import Iterable, Iterator, Mapping
 
 from nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
-from nn.dropout import Dropout
-from nn.linear import Identity, Linear
+from nn.linear import Dropout, Identity, Linear
 from nn.module import Module
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 import engine
 from engine.tensor import Tensor
-from nn.dropout import Dropout
+from nn.linear import Dropout
 from nn.module import Module
 
 __all__ = ["PositionalEncoding", "sinusoidal_encoding"]

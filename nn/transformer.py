@@ -35,8 +35,7 @@ from engine.tensor import Tensor
 from nn import init
 from nn.attention import MultiheadAttention
 from nn.container import ModuleList
-from nn.dropout import Dropout
-from nn.linear import Linear
+from nn.linear import Dropout, Linear
 from nn.module import Module
 from nn.normalization import LayerNorm
 
