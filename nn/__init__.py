@@ -8,7 +8,7 @@ from nn import functional, init
 from nn.linear import Dropout, Flatten, Identity, Linear
 from nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
-from nn.embedding import Embedding
+from nn.embedding import Embedding, PositionalEncoding
 from nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from nn.container import MLP, ModuleDict, ModuleList, Sequential
 from nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
@@ -17,7 +17,6 @@ from nn.transformer import (
     Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
     TransformerEncoderLayer,
 )
-from nn.positional import PositionalEncoding
 from nn import utils
 from losses.modules import (
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss,
