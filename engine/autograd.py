@@ -28,6 +28,15 @@ from engine.tensor import Tensor
 
 _versioned = versions.table   # empty while no live memory was ever written in place
 _writes = versions.writes     # unchanged since a node saved: nothing to check
+_tensor_xp = None             # ctx.xp under create_graph (engine.ops.tensor_xp)
+
+
+def use_tensor_namespace(namespace) -> None:
+    """Make ``namespace`` what ``ctx.xp`` is while a backward builds a graph: NumPy's
+    functions on Tensors, so that each backward formula is differentiated again. The ops
+    that make it up sit above this module, so :mod:`engine.ops` hands it over on import."""
+    global _tensor_xp
+    _tensor_xp = namespace
 
 
 def _as_root_grad(t: Tensor, g, create_graph: bool):
@@ -112,11 +121,9 @@ def _run_node(node, grads, create_graph):
                 f"{type(node).__name__}: its backward is not differentiable (a fused "
                 "kernel); compute higher-order gradients with engine.use_fused(False)"
             )
-        from engine import tensor_xp
-
         grads = [g if isinstance(g, Tensor) else Tensor._make(g, None, 0) for g in grads]
         xp_saved = node.xp
-        node.xp = tensor_xp
+        node.xp = _tensor_xp
         node._saved_view = _saved_as_tensors(node) if node.saved else ()
         try:
             gxs = node.backward(node, *grads)

@@ -31,7 +31,7 @@ reverse, so a graph is freed by reference counting alone.
 
 Each backward formula is written once. For first-order gradients it runs on raw arrays with
 ``ctx.xp`` the array module; under ``create_graph=True`` it runs on Tensors, with
-``ctx.xp`` the Tensor namespace :mod:`engine.tensor_xp` and ``ctx.saved_tensors`` the
+``ctx.xp`` the Tensor namespace :data:`engine.ops.tensor_xp` and ``ctx.saved_tensors`` the
 recorded Tensors, so that the backward is itself differentiated.
 
 Whether a call is recorded, and whether its outputs are checked for NaN and inf, is up to
@@ -152,7 +152,8 @@ class Function:
     """Base class of every differentiable op (see the module docstring)."""
 
     # Defaults, overwritten per instance only when needed (keeps apply cheap).
-    xp = np               # the array module of the inputs (CuPy or tensor_xp when set)
+    xp = np               # the array module of the inputs (CuPy when set; the Tensor
+                          # namespace while a backward builds a graph)
     n_outputs = 1
     out_meta = None       # (shape, dtype) per output, for ops with several outputs
     saved = ()
