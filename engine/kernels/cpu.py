@@ -1,10 +1,10 @@
 """The fused ops on the CPU: Numba ``@njit`` kernels, parallel over rows, one pass per row.
 
 The same functions as :mod:`engine.kernels.reference` (the formulas are there), for NumPy
-arrays in float32 or float64. Each brings its arrays to C-contiguous rows
-(:mod:`engine.kernels.layout`), runs a kernel compiled on first use and kept in Numba's
-on-disk cache (``cache=True``), and saves what its backward needs: the output, log Σ exp,
-μ and 1/σ, the probabilities. Attention keeps its matrix products on BLAS
+arrays in float32 or float64. Each brings its arrays to C-contiguous rows (the layout
+helpers at the end of :mod:`engine.kernels.reference`), runs a kernel compiled on first
+use and kept in Numba's on-disk cache (``cache=True``), and saves what its backward needs:
+the output, log Σ exp, μ and 1/σ, the probabilities. Attention keeps its matrix products on BLAS
 (:mod:`engine.kernels.cpu_attention`). The building blocks (a vectorizing exp, row
 reductions) and the floating-point flags are in :mod:`engine.kernels.cpu_math`.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine import threads  # noqa: F401  (idle OpenMP threads sleep once the pool starts)
-from engine.kernels import cpu_attention, layout
+from engine.kernels import cpu_attention
 from engine.kernels.cpu_math import (
     JIT_SUM, PARALLEL, exp_shifted_sum, row_dot, row_max, row_sum, sum_exp_shifted, vexp,
 )
@@ -25,6 +25,7 @@ from engine.kernels.cpu_gru import gru_cell_backward, gru_cell_forward  # noqa: 
 from engine.kernels.cpu_rnn import (  # noqa: F401  (the LSTM step of engine.ops.rnn)
     lstm_cell_backward, lstm_cell_forward,
 )
+from engine.kernels.reference import group_shape, grouped, heads, last_axes_rows, rows, unrows
 
 
 # ---------------------------------------------------------------- softmax, log-softmax
@@ -63,20 +64,20 @@ def softmax_forward(xp, x, axis: int, log: bool):
     """y = softmax(x) (or log-softmax) along ``axis``."""
     if x.size == 0:
         return np.empty_like(x)
-    r = layout.rows(np, x, axis)
+    r = rows(np, x, axis)
     y = np.empty_like(r)
     _softmax_fwd(r, y, log)
-    return layout.unrows(np, y, x.shape, axis)
+    return unrows(np, y, x.shape, axis)
 
 
 def softmax_backward(xp, y, gy, axis: int, log: bool):
     """gx from the saved output y and the upstream gy."""
     if y.size == 0:
         return np.zeros_like(y)
-    r = layout.rows(np, y, axis)
+    r = rows(np, y, axis)
     gx = np.empty_like(r)
-    _softmax_bwd(r, layout.rows(np, gy, axis), gx, log)
-    return layout.unrows(np, gx, y.shape, axis)
+    _softmax_bwd(r, rows(np, gy, axis), gx, log)
+    return unrows(np, gx, y.shape, axis)
 
 
 # ---------------------------------------------------------------- cross-entropy
@@ -193,7 +194,7 @@ def _layer_norm_bwd(x, gy, w, mean, rstd, gx, gw_part, gb_part, chunks):
 
 def layer_norm_forward(xp, x, weight, bias, n_axes: int, eps: float):
     """y over the last ``n_axes`` axes; saves the rows, γ, μ and 1/σ per row."""
-    r = layout.last_axes_rows(np, x, n_axes)
+    r = last_axes_rows(np, x, n_axes)
     n, c = r.shape
     w = None if weight is None else np.ascontiguousarray(weight).reshape(c)
     b = None if bias is None else np.ascontiguousarray(bias).reshape(c)
@@ -230,11 +231,11 @@ def attention_forward(xp, q, k, v, bias, keep, causal: bool, drop, scale: float)
     """out = (P ⊙ D) V and P = softmax(scale Q Kᵀ + bias, masked), per head on BLAS and a
     kernel (:mod:`engine.kernels.cpu_attention`); saves the heads and P."""
     lead, tq, tk = q.shape[:-2], q.shape[-2], k.shape[-2]
-    g, h = layout.group_shape(lead, tq, tk)[:2]
-    q4, k4, v4 = (layout.heads(np, a, g, h) for a in (q, k, v))        # (G, H, T, D)
-    out, p = cpu_attention.forward(q4, k4, v4, scale, layout.grouped(np, bias, lead, tq, tk),
-                                   layout.grouped(np, keep, lead, tq, tk), causal,
-                                   layout.grouped(np, drop, lead, tq, tk))
+    g, h = group_shape(lead, tq, tk)[:2]
+    q4, k4, v4 = (heads(np, a, g, h) for a in (q, k, v))        # (G, H, T, D)
+    out, p = cpu_attention.forward(q4, k4, v4, scale, grouped(np, bias, lead, tq, tk),
+                                   grouped(np, keep, lead, tq, tk), causal,
+                                   grouped(np, drop, lead, tq, tk))
     return out.reshape(lead + out.shape[-2:]), p.reshape(lead + (tq, tk)), (q4, k4, v4, p)
 
 
@@ -244,8 +245,8 @@ def attention_backward(xp, saved, gout, gp_weights, causal: bool, drop, scale: f
     q4, k4, v4, p = saved
     lead, (tq, tk) = gout.shape[:-2], p.shape[-2:]
     gq, gk, gv, gs = cpu_attention.backward(
-        q4, k4, v4, p, layout.heads(np, gout, *q4.shape[:2]), scale,
-        layout.grouped(np, drop, lead, tq, tk), causal,
-        layout.grouped(np, gp_weights, lead, tq, tk), needs)
+        q4, k4, v4, p, heads(np, gout, *q4.shape[:2]), scale,
+        grouped(np, drop, lead, tq, tk), causal,
+        grouped(np, gp_weights, lead, tq, tk), needs)
     gq, gk, gv = (None if a is None else a.reshape(lead + a.shape[-2:]) for a in (gq, gk, gv))
     return gq, gk, gv, gs.reshape(lead + (tq, tk))

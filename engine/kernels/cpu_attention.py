@@ -8,7 +8,7 @@ times on small matrices, spins and stalls as soon as the cores are shared. With 
 mask the queries go in blocks, each multiplied only with the keys it can see (j ≤ i): the
 products shrink to about 5/8 of the full ones with four blocks.
 
-Arrays have four axes (G, H, T, ·) (:func:`engine.kernels.layout.grouped`); the formulas
+Arrays have four axes (G, H, T, ·) (:func:`engine.kernels.reference.grouped`); the formulas
 are in :mod:`engine.kernels.reference`.
 """
 

@@ -1,12 +1,12 @@
 """The fused ops on the GPU: Numba CUDA kernels launched on CuPy arrays.
 
 The same functions as :mod:`engine.kernels.reference` (the formulas are there), for CuPy
-arrays: each brings its arrays to rows (:mod:`engine.kernels.layout`), launches a kernel of
-:mod:`engine.kernels.cuda_jit` on CuPy's current stream (CuPy arrays reach Numba through
-``__cuda_array_interface__``), keeps matrix products on cuBLAS, and saves what its backward
-needs. Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before ``numba.cuda``
-is imported) the same kernels run on NumPy arrays on the host, so they are tested on
-machines without a GPU.
+arrays: each brings its arrays to rows (the layout helpers at the end of
+:mod:`engine.kernels.reference`), launches a kernel of :mod:`engine.kernels.cuda_jit` on
+CuPy's current stream (CuPy arrays reach Numba through ``__cuda_array_interface__``), keeps
+matrix products on cuBLAS, and saves what its backward needs. Under Numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``, set before ``numba.cuda`` is imported) the same
+kernels run on NumPy arrays on the host, so they are tested on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import numpy as np
 from numba import cuda
 
 from engine import backend
-from engine.kernels import layout
 from engine.kernels.cuda_jit import SIMULATOR, compiled, threads_for
 from engine.kernels.cuda_rnn import (  # noqa: F401  (the LSTM and GRU steps)
     gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward,
 )
+from engine.kernels.reference import group_shape, grouped, heads, last_axes_rows, rows, unrows
 
 
 def _launch(kernel, grid, threads, *args) -> None:
@@ -41,21 +41,21 @@ def softmax_forward(xp, x, axis: int, log: bool):
     """y = softmax(x) (or log-softmax) along ``axis``."""
     if x.size == 0:
         return xp.empty_like(x)
-    r = layout.rows(xp, x, axis)
+    r = rows(xp, x, axis)
     y = xp.empty_like(r)
     _launch(compiled(x.dtype).softmax_fwd, r.shape[0], threads_for(r.shape[1]), r, y, log)
-    return layout.unrows(xp, y, x.shape, axis)
+    return unrows(xp, y, x.shape, axis)
 
 
 def softmax_backward(xp, y, gy, axis: int, log: bool):
     """gx from the saved output y and the upstream gy."""
     if y.size == 0:
         return xp.zeros_like(y)
-    r = layout.rows(xp, y, axis)
+    r = rows(xp, y, axis)
     gx = xp.empty_like(r)
     _launch(compiled(y.dtype).softmax_bwd, r.shape[0], threads_for(r.shape[1]),
-            r, layout.rows(xp, gy, axis), gx, log)
-    return layout.unrows(xp, gx, y.shape, axis)
+            r, rows(xp, gy, axis), gx, log)
+    return unrows(xp, gx, y.shape, axis)
 
 
 # ---------------------------------------------------------------- cross-entropy
@@ -85,7 +85,7 @@ def cross_entropy_backward(xp, saved, target, g, ignore_index: int, smoothing: f
 # ---------------------------------------------------------------- layer norm
 def layer_norm_forward(xp, x, weight, bias, n_axes: int, eps: float):
     """y over the last ``n_axes`` axes; saves the rows, γ, μ and 1/σ per row."""
-    r = layout.last_axes_rows(xp, x, n_axes)
+    r = last_axes_rows(xp, x, n_axes)
     n, c = r.shape
     w = None if weight is None else xp.ascontiguousarray(weight).reshape(c)
     b = None if bias is None else xp.ascontiguousarray(bias).reshape(c)
@@ -130,18 +130,18 @@ def attention_forward(xp, q, k, v, bias, keep, causal: bool, drop, scale: float)
     """out = (P ⊙ D) V and P = softmax(scale Q Kᵀ + bias, masked): the products on cuBLAS,
     the rest in one kernel pass over the scores; saves the heads and P."""
     lead, tq, tk = q.shape[:-2], q.shape[-2], k.shape[-2]
-    g, h = layout.group_shape(lead, tq, tk)[:2]
-    q4, k4, v4 = (layout.heads(xp, a, g, h) for a in (q, k, v))        # (G, H, T, D)
+    g, h = group_shape(lead, tq, tk)[:2]
+    q4, k4, v4 = (heads(xp, a, g, h) for a in (q, k, v))        # (G, H, T, D)
     p = xp.matmul(q4, k4.swapaxes(-1, -2))                           # (G, H, Tq, Tk)
     if p.size:
-        bias4 = layout.grouped(xp, bias, lead, tq, tk)
-        keep4 = layout.grouped(xp, keep, lead, tq, tk)
+        bias4 = grouped(xp, bias, lead, tq, tk)
+        keep4 = grouped(xp, keep, lead, tq, tk)
         _launch(compiled(p.dtype).attention_probs, g * h * tq, threads_for(tk), p, scale,
                 xp.zeros((1, 1, 1, 1), dtype=p.dtype) if bias4 is None else _dense(bias4),
                 bias4 is not None,
                 xp.ones((1, 1, 1, 1), dtype=np.bool_) if keep4 is None else _dense(keep4),
                 keep4 is not None, causal)
-    drop4 = layout.grouped(xp, drop, lead, tq, tk)
+    drop4 = grouped(xp, drop, lead, tq, tk)
     out = xp.matmul(p if drop4 is None else p * drop4, v4)
     return out.reshape(lead + out.shape[-2:]), p.reshape(lead + (tq, tk)), (q4, k4, v4, p)
 
@@ -153,8 +153,8 @@ def attention_backward(xp, saved, gout, gp_weights, causal: bool, drop, scale: f
     gQ = scale · gS K;  gK = scale · gSᵀ Q."""
     q4, k4, v4, p = saved
     lead, (g, h, tq, tk) = gout.shape[:-2], p.shape
-    gout4 = layout.heads(xp, gout, g, h)
-    drop4 = layout.grouped(xp, drop, lead, tq, tk)
+    gout4 = heads(xp, gout, g, h)
+    drop4 = grouped(xp, drop, lead, tq, tk)
     gv = xp.matmul((p if drop4 is None else p * drop4).swapaxes(-1, -2), gout4) \
         if needs[2] else None
     gs = xp.matmul(gout4, v4.swapaxes(-1, -2))                       # gP
@@ -162,7 +162,7 @@ def attention_backward(xp, saved, gout, gp_weights, causal: bool, drop, scale: f
         if drop4 is not None:
             gs *= drop4
             drop4 = None
-        gs += layout.grouped(xp, gp_weights, lead, tq, tk)
+        gs += grouped(xp, gp_weights, lead, tq, tk)
     if gs.size:
         _launch(compiled(p.dtype).attention_grad_scores, g * h * tq, threads_for(tk), p, gs,
                 xp.zeros((1, 1, 1, 1), dtype=p.dtype) if drop4 is None else _dense(drop4),

@@ -7,10 +7,14 @@ needs (``saved``); here that is the op's inputs, and every backward recomputes i
 intermediates from them with ``xp`` functions, so that under ``create_graph=True`` (``xp``
 the Tensor namespace, the saved inputs Tensors) the same formula runs on Tensors and is
 differentiated again (softmax saves its output, a function of the input). The formulas and
-where the classic texts get them wrong: docs/formulas.md.
+where the classic texts get them wrong: docs/formulas.md. At the end, the helpers that bring
+arrays to the layouts the CPU and CUDA kernels work on (rows along one axis, attention
+grouped by head), for both.
 """
 
 from __future__ import annotations
+
+import math
 
 from engine import backend
 
@@ -187,3 +191,47 @@ def attention_backward(xp, saved, gout, gp_weights, causal: bool, drop, scale: f
     gq = (gs @ k) * scale if needs[0] else None
     gk = (gs.swapaxes(-1, -2) @ q) * scale if needs[1] else None
     return gq, gk, gv, gs
+
+
+# ---------------------------------------------------------------- layouts of the kernels
+# How the CPU and CUDA kernels see their arrays: C-contiguous 2-D rows (softmax,
+# cross-entropy, layer norm) and attention arrays of four axes (G, H, T, ·). These bring an
+# op's arrays to that layout and back, copying only what is not already laid out so.
+def rows(xp, x, axis: int):
+    """x with ``axis`` moved last, as C-contiguous rows (N, C)."""
+    if axis != x.ndim - 1:
+        x = xp.moveaxis(x, axis, -1)
+    return xp.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+def unrows(xp, y, shape: tuple, axis: int):
+    """Inverse of :func:`rows`: rows back to ``shape`` with the last axis at ``axis``."""
+    moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
+    y = y.reshape(moved)
+    return y if axis == len(shape) - 1 else xp.moveaxis(y, -1, axis)
+
+
+def last_axes_rows(xp, x, n_axes: int):
+    """x as C-contiguous rows (N, K) over its last ``n_axes`` axes (K their product)."""
+    lead = x.ndim - n_axes
+    return xp.ascontiguousarray(x).reshape(math.prod(x.shape[:lead]),
+                                           math.prod(x.shape[lead:]))
+
+
+def group_shape(lead: tuple, tq: int, tk: int) -> tuple:
+    """(G, H, Tq, Tk): the leading axes folded into G = lead[0] and H = the rest, so that a
+    (B, 1, ..., 1, Tk) key-padding mask stays a view (stride 0 over H)."""
+    g = lead[0] if lead else 1
+    return (g, math.prod(lead[1:]), tq, tk)
+
+
+def grouped(xp, a, lead: tuple, tq: int, tk: int):
+    """``a`` broadcast to lead + (Tq, Tk), viewed as (G, H, Tq, Tk) (None stays None)."""
+    if a is None:
+        return None
+    return xp.broadcast_to(a, lead + (tq, tk)).reshape(group_shape(lead, tq, tk))
+
+
+def heads(xp, a, g: int, h: int):
+    """(..., T, D) -> (G, H, T, D), C-contiguous."""
+    return xp.ascontiguousarray(a).reshape((g, h) + a.shape[-2:])
