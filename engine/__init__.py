@@ -8,7 +8,6 @@
     Tensor([2., 4., 6.])
 """
 
-from engine import memory  # noqa: F401  (freed host memory kept for reuse, see its docstring)
 from engine.tensor import Size, Tensor
 from engine.function import Function
 from engine.grad_mode import (

@@ -1,4 +1,4 @@
-"""engine.memory: once the engine is imported, arrays freed and allocated again reuse the
+"""engine.backend: once the engine is imported, arrays freed and allocated again reuse the
 process's memory (no page faults), unless the user set glibc's thresholds."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import resource, sys
 import numpy as np
 if sys.argv[1] == "engine":
     import engine
-    print("kept", engine.memory.KEPT)
+    print("kept", engine.backend.HOST_MEMORY_KEPT)
 for _ in range(3):                        # warm up: the heap grows to its working size
     a = np.ones(2_000_000, np.float32); b = a * 2; del a, b
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
