@@ -15,9 +15,7 @@ from optim import pruning
 from optim.optimizer import Optimizer, required
 from optim.sgd import SGD
 from optim.adam import Adam, AdamW
-from optim.rmsprop import RMSprop
-from optim.adagrad import Adagrad
-from optim.adadelta import Adadelta
+from optim.adaptive import Adadelta, Adagrad, RMSprop
 from optim.clip import clip_grad_norm_, clip_grad_value_
 from optim import lr_scheduler
 from engine.distributed import DistributedOptimizer
