@@ -12,8 +12,7 @@ gradient clipping; magnitude pruning in :mod:`optim.pruning`.
 """
 
 from optim import pruning
-from optim.optimizer import Optimizer, required
-from optim.sgd import SGD
+from optim.optimizer import SGD, Optimizer, required
 from optim.adam import Adam, AdamW
 from optim.adaptive import Adadelta, Adagrad, RMSprop
 from optim.clip import clip_grad_norm_, clip_grad_value_
