@@ -3,7 +3,7 @@ its ε).
 
 :func:`_literal_step` is the update on whole arrays, NumPy or CuPy. On NumPy arrays in
 float32 or float64 the same arithmetic runs as one pass of a Numba kernel
-(:mod:`engine.kernels.cpu_optim`): no temporaries, each array read and written once, the
+(:func:`engine.kernels.cpu.adam_step`): no temporaries, each array read and written once, the
 same bits; ``engine.use_fused(False)`` turns it off, as for the fused ops."""
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _literal_step(theta, g, m, v, v_max, *, step, lr, beta1, beta2, eps, weight_
 
 
 def _fused_kernel(theta, g, m, v, v_max):
-    """The one-pass kernel (:func:`engine.kernels.cpu_optim.adam_step`) when it serves
+    """The one-pass kernel (:func:`engine.kernels.cpu.adam_step`) when it serves
     these arrays: fused kernels on, NumPy arrays of one fused dtype, θ and its state
     C-contiguous and writeable; else None, and :func:`_literal_step` runs. Both give the
     same bits."""
@@ -119,7 +119,7 @@ def _fused_kernel(theta, g, m, v, v_max):
 @functools.cache
 def _cpu_kernel():
     """The kernel, imported on first use (its module loads Numba)."""
-    return importlib.import_module("engine.kernels.cpu_optim").adam_step
+    return importlib.import_module("engine.kernels.cpu").adam_step
 
 
 class AdamW(Adam):

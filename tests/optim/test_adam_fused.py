@@ -10,7 +10,7 @@ import pytest
 
 import engine
 import optim
-from engine.kernels import cpu_optim
+from engine.kernels import cpu
 
 OPTIONS = [
     {},
@@ -29,13 +29,13 @@ SHAPES = [(), (7,), (3, 5), (2, 3, 4), (0, 4), (70_001,)]
 def kernel_calls(monkeypatch):
     """Counts the calls that reach the kernel."""
     calls = []
-    real = cpu_optim.adam_step
+    real = cpu.adam_step
 
     def counted(*args, **kwargs):
         calls.append(args[0].shape)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cpu_optim, "adam_step", counted)
+    monkeypatch.setattr(cpu, "adam_step", counted)
     optim.adam._cpu_kernel.cache_clear()
     yield calls
     optim.adam._cpu_kernel.cache_clear()
