@@ -31,7 +31,9 @@ from engine.ops.elementwise import (
     add, clamp, clip, div, maximum, minimum, mul, neg, pow, sub,
 )
 from engine.ops.unary import abs, cos, exp, log, sin, sqrt
-from engine.ops.activation import erf, gelu, leaky_relu, relu, sigmoid, softplus, tanh
+from engine.ops.activation import (
+    erf, gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, softplus, tanh,
+)
 from engine.ops.compare import (
     eq, equal, ge, greater, greater_equal, gt, isfinite, isnan, le, less, less_equal,
     logical_and, logical_not, logical_or, lt, ne, not_equal, one_hot, sign, where,
@@ -52,7 +54,6 @@ from engine.ops.select import (
 )
 from engine.ops.indexing import gather, getitem, index_add, scatter_add
 from engine.ops.linalg import linear, matmul, norm
-from engine.ops.softmax import log_softmax, softmax
 from engine.ops.norm import batch_norm, layer_norm
 from engine.ops.loss import binary_cross_entropy, cross_entropy
 from engine.ops.attention import scaled_dot_product_attention

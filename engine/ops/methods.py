@@ -18,10 +18,9 @@ import numpy as np
 from engine import autograd, backend, dtypes, factory
 from engine.ops import compare, elementwise, indexing, join, linalg, reduce, select, shape
 from engine.ops import unary
-from engine.ops.activation import relu, sigmoid, tanh
+from engine.ops.activation import log_softmax, relu, sigmoid, softmax, tanh
 from engine.function import apply_pair
 from engine.ops.elementwise import Add, Div, Mul, Sub
-from engine.ops.softmax import log_softmax, softmax
 from engine.tensor import Tensor
 
 # name -> function(tensor, ...): bound as the method of that name
