@@ -1,5 +1,6 @@
-"""In-place ops: ``x.add_(y)``, ``x.mul_(2)``, ``x.clamp_(0, 1)``, ``x[idx] = v``, ... as in
-PyTorch, bound onto ``Tensor`` by :func:`bind` (as :mod:`engine.ops.methods` binds the rest).
+"""In-place ops: ``x.add_(y)``, ``x += y``, ``x.mul_(2)``, ``x.clamp_(0, 1)``, ``x[idx] = v``,
+... as in PyTorch, bound onto ``Tensor`` by :func:`bind` (as :mod:`engine.ops.methods` binds
+the rest).
 
 Each op writes into the memory of ``x`` and bumps its version counter
 (:mod:`engine.versions`), so that a backward that saved that memory raises instead of
@@ -370,6 +371,28 @@ class InplaceMethods:
         """Cut this tensor from its graph, in place: a leaf that does not require grad."""
         self._node, self._index, self.requires_grad = None, 0, False
         return self
+
+    # x += y and the other augmented assignments work in place, as in PyTorch (and NumPy):
+    # every name bound to x sees the new values
+    def __iadd__(self, other) -> Tensor:
+        """x += other: :meth:`add_`"""
+        return self.add_(other)
+
+    def __isub__(self, other) -> Tensor:
+        """x -= other: :meth:`sub_`"""
+        return self.sub_(other)
+
+    def __imul__(self, other) -> Tensor:
+        """x *= other: :meth:`mul_`"""
+        return self.mul_(other)
+
+    def __itruediv__(self, other) -> Tensor:
+        """x /= other: :meth:`div_`"""
+        return self.div_(other)
+
+    def __ipow__(self, other) -> Tensor:
+        """x **= other: :meth:`pow_`"""
+        return self.pow_(other)
 
     def __setitem__(self, index, value) -> None:
         """x[index] = value: basic, integer-array and bool-mask indices, value broadcast."""
