@@ -60,13 +60,29 @@ from engine.kernels import fused_enabled, use_fused
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
 from engine.graph_view import draw_graph
-from engine import return_types
+from engine import cuda, return_types
 
 # PyTorch's dtype names that shadow Python's builtins: engine.float, engine.int, ... (not
 # in __all__, so that ``from engine import *`` leaves the builtins alone)
 float = float32
 int = int32
 bool = bool_
+
+# ``torch.nn``, ``torch.optim``, ``torch.utils.data``: where a program written as
+# ``import engine as torch`` looks for them. The engine never imports these packages (they
+# import the engine), so they are imported on first access.
+_PACKAGES = {"nn": "nn", "optim": "optim", "utils": "engine.utils"}
+
+
+def __getattr__(name: str):
+    if name in _PACKAGES:
+        import importlib
+
+        module = importlib.import_module(_PACKAGES[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
 
 __all__ = [
     "Tensor", "Size", "Function", "backward", "grad", "no_grad", "enable_grad",
@@ -97,5 +113,5 @@ __all__ = [
     "cross_entropy", "binary_cross_entropy", "scaled_dot_product_attention",
     "use_fused", "fused_enabled",
     "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "CheckpointError",
-    "draw_graph",
+    "draw_graph", "cuda",
 ]
