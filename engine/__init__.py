@@ -8,6 +8,7 @@
     Tensor([2., 4., 6.])
 """
 
+from engine import memory  # noqa: F401  (freed host memory kept for reuse, see its docstring)
 from engine.tensor import Size, Tensor
 from engine.function import (
     Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
@@ -57,6 +58,7 @@ from engine.ops.conv import conv2d
 from engine.ops.pool import avg_pool2d, max_pool2d
 from engine.ops.embedding import embedding
 from engine.kernels import fused_enabled, use_fused
+from engine.threads import get_num_threads, set_num_threads
 from engine.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from engine.serialization import CheckpointError, load, save
 from engine.graph_view import draw_graph
@@ -111,7 +113,7 @@ __all__ = [
     "getitem", "index_add", "scatter_add", "matmul", "softmax", "log_softmax",
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "batch_norm", "embedding",
     "cross_entropy", "binary_cross_entropy", "scaled_dot_product_attention",
-    "use_fused", "fused_enabled",
+    "use_fused", "fused_enabled", "set_num_threads", "get_num_threads",
     "gradcheck", "gradgradcheck", "GradcheckError", "save", "load", "CheckpointError",
     "draw_graph", "cuda",
 ]

@@ -27,8 +27,8 @@ are :mod:`engine.monitor`'s, which your own loops can use too::
     print_report("test", {"accuracy": 0.98})
 
 Flags of :func:`make_parser`: ``--epochs``, ``--lr``, ``--batch-size``, ``--seed``,
-``--device`` (cpu | cuda), ``--out`` (default ``runs/<example name>``), ``--threads`` (BLAS
-threads, default 1), ``--smoke`` (tiny sizes and, unless ``--epochs`` is given, one epoch:
+``--device`` (cpu | cuda), ``--out`` (default ``runs/<example name>``), ``--threads`` (the
+engine's threads, default 1), ``--smoke`` (tiny sizes and, unless ``--epochs`` is given, one epoch:
 for tests), ``--resume`` and ``--checkpoint-every N`` (see :class:`Run`). Each example adds
 its own flags to the parser it gets back.
 """
@@ -78,8 +78,9 @@ def make_parser(name: str, description: str | None = None, *, epochs: int = 10,
                         help=f"output directory for the plot, checkpoint and metrics "
                              f"(default runs/{name})")
     parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS threads (default 1: these matrices are small, and extra "
-                             "threads spin-wait on a busy machine)")
+                        help="threads of the engine: BLAS, its worker pool and Numba's "
+                             "kernels (engine.set_num_threads; default 1: these matrices "
+                             "are small)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny data and model, one epoch unless --epochs is given: "
                              "checks that everything runs")
@@ -106,36 +107,23 @@ def add_resume_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def setup(args: argparse.Namespace) -> argparse.Namespace:
-    """Seed the engine, check the device, limit BLAS threads, create ``args.out``.
+    """Seed the engine, check the device, set the engine's threads, create ``args.out``.
 
-    The examples multiply small matrices (an LSTM step is (64, 64) @ (64, 256)); there
-    OpenBLAS's extra threads cost more than they save, and on a machine whose cores are
-    busy with other work their spin-waiting made the LSTM example 100× slower. So BLAS
-    gets ``--threads`` threads (default 1), set through threadpoolctl (installed with
-    scikit-learn); without it, set ``OPENBLAS_NUM_THREADS`` yourself.
+    The examples multiply small matrices (an LSTM step is (64, 64) @ (64, 256)), where a
+    second thread costs more than it saves, so the engine gets ``--threads`` threads
+    (default 1) through :func:`engine.set_num_threads`, which caps BLAS, the engine's
+    worker pool and Numba's kernels alike.
     """
     if args.device == "cuda" and not engine.cuda_is_available():
         sys.exit("--device cuda: no GPU is usable here (CuPy missing or no NVIDIA device); "
                  "install xpgrad[gpu] or use --device cpu")
-    _limit_blas_threads(args.threads)
+    engine.set_num_threads(args.threads)
     args.epochs = 1 if args.smoke and isinstance(args.epochs, DefaultEpochs) else \
         int(args.epochs)
     engine.manual_seed(args.seed)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     return args
-
-
-_blas_limits = None
-
-
-def _limit_blas_threads(threads: int) -> None:
-    global _blas_limits
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    _blas_limits = threadpool_limits(limits=threads, user_api="blas")
 
 
 def save_graph(loss, model, out: Path) -> Path:

@@ -103,4 +103,12 @@ def select(*arrays):
     return module
 
 
-__all__ = ["use_fused", "fused_enabled", "select", "reference", "FUSED_DTYPES"]
+def cpu_fused(x) -> bool:
+    """True when the Numba CPU kernels serve array ``x``: a NumPy float32 or float64 array
+    while the fused kernels are on in this thread. The ops that have Numba kernels but no
+    CUDA ones (convolution, pooling, ReLU's backward) choose with this; elsewhere they run
+    their literal array code."""
+    return type(x) is np.ndarray and x.dtype in FUSED_DTYPES and _switch.fused
+
+
+__all__ = ["use_fused", "fused_enabled", "select", "cpu_fused", "reference", "FUSED_DTYPES"]

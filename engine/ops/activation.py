@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from engine import backend
+from engine import backend, kernels
 from engine.function import Function
 
 
@@ -55,7 +53,12 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """y = max(x, 0);  gx = gy where x > 0, else 0 (0 at x = 0, as PyTorch)"""
+    """y = max(x, 0);  gx = gy where x > 0, else 0 (0 at x = 0, as PyTorch)
+
+    The mask x > 0 is y > 0, so only y is saved. On NumPy float arrays a Numba kernel does
+    the select in one pass (:func:`engine.kernels.cpu_pool.relu_backward`), several times
+    faster than NumPy's ``where``.
+    """
 
     @staticmethod
     def forward(ctx, x):
@@ -66,14 +69,10 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
-        if ctx.xp is np:
-            # gy · 1[y > 0] as a product: NumPy's where, on a mask that is True at random,
-            # mispredicts a branch per element and takes 3x as long. The product differs
-            # only where gy is inf or NaN (NaN, not 0, at y = 0): then where decides.
-            with np.errstate(invalid="ignore"):            # inf · 0: the case sent to where
-                gx = gy * (y > 0)
-            if np.isfinite(gx).all():
-                return gx
+        if kernels.cpu_fused(y):
+            from engine.kernels import cpu_pool       # loads Numba on first use
+
+            return cpu_pool.relu_backward(y, gy)
         return ctx.xp.where(y > 0, gy, 0.0)
 
 

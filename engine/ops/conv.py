@@ -1,12 +1,11 @@
-"""2-D convolution by im2col (``torch.nn.functional.conv2d``), and the geometry helpers
-that pooling shares (windows, padding, cropping).
+"""2-D convolution (``torch.nn.functional.conv2d``): the geometry, the Functions and the
+choice of implementation.
 
-im2col, written literally: pad x, take the view ``win[n, c, i, j, a, b] = xpad[n, c,
-i·s + a·d, j·s + b·d]`` with stride tricks (no copy), lay it out as a matrix of
-(C/g·kh·kw) rows × (N·Ho·Wo) columns per group (one copy), and multiply the weight
-matrix (O/g) × (C/g·kh·kw) by it: one matmul per group. The backward multiplies by the
-transposes and scatters the column gradients back onto the input, one strided add per
-kernel offset (col2im).
+y = W · cols(x) + b per group, with cols(x) the im2col matrix of x (one column per output
+position, one row per input channel and kernel tap). The array code is in
+:mod:`engine.kernels`: the literal version (:mod:`engine.kernels.conv_reference`, NumPy
+and CuPy) and the Numba kernels (:mod:`engine.kernels.cpu_conv`, NumPy float32 and
+float64, the default on the CPU); ``engine.use_fused(False)`` selects the literal one.
 
 Double backward works too: the two halves of the backward (to the input and to the
 weight) are Functions themselves, each with the other and the forward as its backward.
@@ -16,57 +15,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine import backend, checks
+from engine import checks, kernels
 from engine.function import Function
+from engine.kernels import conv_reference
 from engine.tensor import Tensor
 
 
 def out_size(n: int, k: int, stride: int, lo: int, hi: int, dilation: int) -> int:
     """Output length along one axis: ⌊(n + lo + hi - d(k - 1) - 1) / s⌋ + 1."""
     return (n + lo + hi - dilation * (k - 1) - 1) // stride + 1
-
-
-def windows(xpad, kernel, stride, dilation, out_hw):
-    """The (…, Ho, Wo, kh, kw) view win[…, i, j, a, b] = xpad[…, i·sh + a·dh, j·sw + b·dw]
-    of the last two axes of ``xpad`` (stride tricks: no copy)."""
-    xp = backend.array_module(xpad)
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
-    sH, sW = xpad.strides[-2:]
-    return xp.lib.stride_tricks.as_strided(
-        xpad, shape=xpad.shape[:-2] + (ho, wo, kh, kw),
-        strides=xpad.strides[:-2] + (sH * sh, sW * sw, sH * dh, sW * dw))
-
-
-def col2im(gwin, padded_hw, stride, dilation):
-    """The adjoint of :func:`windows`: gxpad[…, i·sh + a·dh, j·sw + b·dw] += gwin[…, i, j, a, b],
-    as one strided add per kernel offset (a, b)."""
-    xp = backend.array_module(gwin)
-    ho, wo, kh, kw = gwin.shape[-4:]
-    (sh, sw), (dh, dw) = stride, dilation
-    g = xp.zeros(gwin.shape[:-4] + tuple(padded_hw), dtype=gwin.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            g[..., a * dh:a * dh + sh * (ho - 1) + 1:sh,
-              b * dw:b * dw + sw * (wo - 1) + 1:sw] += gwin[..., a, b]
-    return g
-
-
-def pad_hw(x, pads, value=0.0):
-    """Pad the last two axes by (top, bottom, left, right) with a constant."""
-    top, bottom, left, right = pads
-    if not any(pads):
-        return x
-    xp = backend.array_module(x)
-    width = ((0, 0),) * (x.ndim - 2) + ((top, bottom), (left, right))
-    return xp.pad(x, width, mode="constant", constant_values=value)
-
-
-def crop_hw(g, pads, hw):
-    """The interior of a padded gradient (the adjoint of :func:`pad_hw`)."""
-    top, _, left, _ = pads
-    if not any(pads):
-        return g
-    return g[..., top:top + hw[0], left:left + hw[1]]
 
 
 class ConvGeometry(NamedTuple):
@@ -82,65 +39,15 @@ class ConvGeometry(NamedTuple):
     out_hw: tuple
 
 
-def _im2col(x, geo: ConvGeometry):
-    """(N, C, H, W) -> cols (g, C/g·kh·kw, N·Ho·Wo): one column per output position, one
-    row per (channel, tap) of a group (a copy, made once per forward)."""
-    n, c = x.shape[:2]
-    g = geo.groups
-    win = windows(pad_hw(x, geo.pads), geo.kernel, geo.stride, geo.dilation, geo.out_hw)
-    win = win.reshape((n, g, c // g) + win.shape[2:])        # (N, g, C/g, Ho, Wo, kh, kw)
-    win = win.transpose(1, 2, 5, 6, 0, 3, 4)                  # (g, C/g, kh, kw, N, Ho, Wo)
-    return win.reshape(g, (c // g) * geo.kernel[0] * geo.kernel[1], -1)
+def select(x):
+    """The array code that serves ``x``: :mod:`engine.kernels.cpu_conv` (Numba) for a NumPy
+    float32 or float64 array while the fused kernels are on in this thread, else
+    :mod:`engine.kernels.conv_reference`."""
+    if kernels.cpu_fused(x):
+        from engine.kernels import cpu_conv       # loads Numba on first use
 
-
-def _weight_matrix(W, groups: int):
-    """(O, C/g, kh, kw) -> (g, O/g, C/g·kh·kw)."""
-    return W.reshape(groups, W.shape[0] // groups, -1)
-
-
-def _from_matrix(ym, n: int, geo: ConvGeometry):
-    """(g, O/g, N·Ho·Wo) -> (N, O, Ho, Wo), contiguous."""
-    g, og = ym.shape[:2]
-    ym = ym.reshape((g, og, n) + geo.out_hw).transpose(2, 0, 1, 3, 4)
-    return backend.array_module(ym).ascontiguousarray(ym).reshape((n, g * og) + geo.out_hw)
-
-
-def _to_matrix(gy, geo: ConvGeometry):
-    """(N, O, Ho, Wo) -> (g, O/g, N·Ho·Wo), the layout of the product W · cols."""
-    n, o = gy.shape[:2]
-    g = geo.groups
-    gy = gy.reshape((n, g, o // g) + geo.out_hw).transpose(1, 2, 0, 3, 4)
-    return gy.reshape(g, o // g, -1)
-
-
-def _conv_from_cols(cols, W, n, geo: ConvGeometry):
-    """y = W · cols per group: (g, O/g, K) × (g, K, M) -> (N, O, Ho, Wo)."""
-    return _from_matrix(_weight_matrix(W, geo.groups) @ cols, n, geo)
-
-
-def conv_raw(x, W, geo: ConvGeometry):
-    return _conv_from_cols(_im2col(x, geo), W, x.shape[0], geo)
-
-
-def grad_input_raw(gy, W, geo: ConvGeometry):
-    """gx = col2im(Wᵀ · gy) (the transpose of the convolution applied to gy)."""
-    n, g = gy.shape[0], geo.groups
-    _, cg, kh, kw = W.shape
-    gcols = _weight_matrix(W, g).transpose(0, 2, 1) @ _to_matrix(gy, geo)   # (g, K, M)
-    gcols = gcols.reshape((g, cg, kh, kw, n) + geo.out_hw)
-    gcols = gcols.transpose(4, 0, 1, 5, 6, 2, 3)               # (N, g, C/g, Ho, Wo, kh, kw)
-    padded = (geo.in_hw[0] + geo.pads[0] + geo.pads[1], geo.in_hw[1] + geo.pads[2]
-              + geo.pads[3])
-    gx = col2im(gcols, padded, geo.stride, geo.dilation)      # (N, g, C/g, Hp, Wp)
-    gx = gx.reshape((n, g * cg) + padded)
-    return crop_hw(gx, geo.pads, geo.in_hw)
-
-
-def grad_weight_raw(cols, gy, w_shape, geo: ConvGeometry):
-    """gW = gy · colsᵀ per group, computed as (cols · gyᵀ)ᵀ: with the long N·Ho·Wo axis
-    inner to both, BLAS runs this orientation several times faster."""
-    gw_t = cols @ _to_matrix(gy, geo).transpose(0, 2, 1)       # (g, K, O/g)
-    return gw_t.transpose(0, 2, 1).reshape(w_shape)
+        return cpu_conv
+    return conv_reference
 
 
 class Conv2dFunction(Function):
@@ -152,31 +59,26 @@ class Conv2dFunction(Function):
 
     @staticmethod
     def forward(ctx, x, W, b=None, geo=None):
-        ctx.geo = geo
-        cols = _im2col(x, geo)
+        ctx.geo, ctx.impl = geo, select(x)
+        y, cols = ctx.impl.conv_forward(x, W, b, geo)
         ctx.save_for_backward(x, W, cols)
-        y = _conv_from_cols(cols, W, x.shape[0], geo)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
         return y
 
     @staticmethod
     def backward(ctx, gy):
         x, W, cols = ctx.saved_tensors
         need = ctx.needs_input_grad
-        gx = gW = gb = None
+        need_b = len(need) > 2 and need[2]
         if isinstance(gy, Tensor):                            # building a graph
+            gx = gW = None
             if need[0]:
                 gx = ConvGradInput.apply(gy, W, geo=ctx.geo)
             if need[1]:
                 gW = ConvGradWeight.apply(x, gy, w_shape=W.shape, geo=ctx.geo)
+            gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         else:
-            if need[0]:
-                gx = grad_input_raw(gy, W, ctx.geo)
-            if need[1]:
-                gW = grad_weight_raw(cols, gy, W.shape, ctx.geo)
-        if len(need) > 2 and need[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            gx, gW, gb = ctx.impl.conv_backward(gy, W, cols, ctx.geo, need[0], need[1],
+                                                need_b)
         return (gx, gW, gb)[:len(need)]
 
 
@@ -190,7 +92,7 @@ class ConvGradInput(Function):
     def forward(ctx, gy, W, geo=None):
         ctx.geo = geo
         ctx.save_for_backward(gy, W)
-        return grad_input_raw(gy, W, geo)
+        return select(gy).conv_transpose(gy, W, geo)
 
     @staticmethod
     def backward(ctx, h):
@@ -203,11 +105,12 @@ class ConvGradInput(Function):
             if need[1]:
                 g_w = ConvGradWeight.apply(h, gy, w_shape=W.shape, geo=ctx.geo)
         else:
-            cols = _im2col(h, ctx.geo)
+            impl = select(h)
+            cols = impl.im2col(h, ctx.geo)
             if need[0]:
-                g_gy = _conv_from_cols(cols, W, h.shape[0], ctx.geo)
+                g_gy = impl.conv_from_cols(cols, W, None, h.shape[0], ctx.geo)
             if need[1]:
-                g_w = grad_weight_raw(cols, gy, W.shape, ctx.geo)
+                g_w = impl.conv_backward(gy, W, cols, ctx.geo, False, True, False)[1]
         return g_gy, g_w
 
 
@@ -221,7 +124,7 @@ class ConvGradWeight(Function):
     def forward(ctx, x, gy, w_shape=None, geo=None):
         ctx.geo = geo
         ctx.save_for_backward(x, gy)
-        return grad_weight_raw(_im2col(x, geo), gy, w_shape, geo)
+        return select(x).conv_weight_grad(x, gy, w_shape, geo)
 
     @staticmethod
     def backward(ctx, H):
@@ -234,10 +137,11 @@ class ConvGradWeight(Function):
             if need[1]:
                 g_gy = Conv2dFunction.apply(x, H, geo=ctx.geo)
         else:
+            impl = select(H)
             if need[0]:
-                g_x = grad_input_raw(gy, H, ctx.geo)
+                g_x = impl.conv_transpose(gy, H, ctx.geo)
             if need[1]:
-                g_gy = conv_raw(x, H, ctx.geo)
+                g_gy = impl.conv_forward(x, H, None, ctx.geo)[0]
         return g_x, g_gy
 
 

@@ -1,15 +1,29 @@
 """Matrix products: ``matmul`` with NumPy's rules (batched, broadcast batch axes, 1-D
-cases), the linear layer's y = x Wᵀ + b, and vector norms."""
+cases), the linear layer's y = x Wᵀ + b, and vector norms.
+
+On NumPy arrays every product goes through :func:`engine.threads.matmul`: BLAS on one
+thread, a large product shared among the engine's threads (:func:`engine.get_num_threads`).
+"""
 
 from __future__ import annotations
 
 import math
 
-from engine import checks
+import numpy as np
+
+from engine import checks, threads
 from engine.function import Function
 from engine.ops.elementwise import astype, promote
 from engine.ops.utils import kept_shape, normalize_axes, numpy_names, sum_to
 from engine.tensor import Tensor
+
+
+def _mm(a, b):
+    """a @ b: NumPy arrays through :func:`engine.threads.matmul`, CuPy arrays and Tensors
+    (a backward building a graph) through ``@``."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return threads.matmul(a, b)
+    return a @ b
 
 
 class MatMul(Function):
@@ -31,7 +45,7 @@ class MatMul(Function):
                              f"({a.shape[-1]} != {inner_b})")
         ctx.save_for_backward(a, b)
         try:
-            return a @ b
+            return _mm(a, b)
         except ValueError:
             raise ValueError(f"matmul: batch axes of {a.shape} @ {b.shape} cannot be "
                              "broadcast together") from None
@@ -48,9 +62,9 @@ class MatMul(Function):
             gy = gy.reshape(gy.shape + (1,))
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = sum_to(gy @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
+            ga = sum_to(_mm(gy, b2.swapaxes(-1, -2)), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = sum_to(a2.swapaxes(-1, -2) @ gy, b2.shape).reshape(b.shape)
+            gb = sum_to(_mm(a2.swapaxes(-1, -2), gy), b2.shape).reshape(b.shape)
         return ga, gb
 
 
@@ -75,9 +89,9 @@ class Linear(Function):
         ctx.x_shape = x.shape
         ctx.save_for_backward(x, W)
         x2 = x.reshape(-1, W.shape[1])                     # (..., in) -> (M, in)
-        y = x2 @ W.swapaxes(-1, -2)                         # (M, out)
+        y = _mm(x2, W.swapaxes(-1, -2))                     # (M, out)
         if b is not None:
-            y = y + b
+            y += b
         return y.reshape(x.shape[:-1] + (W.shape[0],))
 
     @staticmethod
@@ -87,9 +101,9 @@ class Linear(Function):
         gy2 = gy.reshape(-1, out_f)                         # (..., out) -> (M, out)
         gx = gW = gb = None
         if ctx.needs_input_grad[0]:
-            gx = (gy2 @ W).reshape(ctx.x_shape)
+            gx = _mm(gy2, W).reshape(ctx.x_shape)
         if ctx.needs_input_grad[1]:
-            gW = gy2.swapaxes(-1, -2) @ x.reshape(-1, in_f)
+            gW = _mm(gy2.swapaxes(-1, -2), x.reshape(-1, in_f))
         if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
             gb = gy2.sum(axis=0)
         return (gx, gW, gb)[:len(ctx.needs_input_grad)]

@@ -1,24 +1,25 @@
-"""2-D max and average pooling (``torch.nn.functional.max_pool2d`` / ``avg_pool2d``).
+"""2-D max and average pooling (``torch.nn.functional.max_pool2d`` / ``avg_pool2d``): the
+geometry, the Functions and the choice of implementation.
 
 A pooling window at output (i, j) reads the kernel taps (a, b) of the padded input:
-``xpad[…, i·sh + a·dh, j·sw + b·dw]``. For each tap the values over all outputs are one
-strided slice of ``xpad``, so both forwards and backwards are a loop over the kh·kw taps
-of whole-array operations (no copy of the windows).
+``xpad[…, i·sh + a·dh, j·sw + b·dw]``. Output size per axis:
+⌊(n + 2p - d(k - 1) - 1 + (s - 1 if ceil_mode)) / s⌋ + 1, one less when ceil_mode would
+start the last window in the right padding (PyTorch's rule); the windows that ceil_mode
+adds past the padding see -inf (max) or nothing (average).
 
-Output size per axis: ⌊(n + 2p - d(k - 1) - 1 + (s - 1 if ceil_mode)) / s⌋ + 1, one less
-when ceil_mode would start the last window in the right padding (PyTorch's rule); the
-windows that ceil_mode adds past the padding see -inf (max) or nothing (average).
+The array code is in :mod:`engine.kernels`: the literal version
+(:mod:`engine.kernels.pool_reference`, NumPy and CuPy) and, for max pooling, the Numba
+kernels (:mod:`engine.kernels.cpu_pool`, NumPy float32 and float64, the default on the
+CPU); ``engine.use_fused(False)`` selects the literal one.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
-from engine import backend, checks
+from engine import backend, checks, kernels
 from engine.function import Function
-from engine.ops.conv import crop_hw, pad_hw
+from engine.kernels import pool_reference
 from engine.tensor import Tensor
 
 
@@ -82,43 +83,19 @@ def _geometry(op: str, x_shape, kernel_size, stride, padding, dilation,
     return PoolGeometry(kernel, stride, dil, tuple(pads), (h, w), tuple(out))
 
 
+def select(x):
+    """The max-pooling array code that serves ``x``: :mod:`engine.kernels.cpu_pool` (Numba)
+    where :func:`engine.kernels.cpu_fused` says so, else
+    :mod:`engine.kernels.pool_reference`. The two keep each window's maximum in their own
+    form (a flat index, a tap), so backward uses the module its forward used."""
+    if kernels.cpu_fused(x):
+        from engine.kernels import cpu_pool       # loads Numba on first use
+
+        return cpu_pool
+    return pool_reference
+
+
 # ----------------------------------------------------------------------------- max pooling
-def _max_select(x, geo: PoolGeometry):
-    """y = max over each window and arg = the tap that holds it (the first max, and a NaN
-    wins as in PyTorch's kernel: update when v > best or v is NaN)."""
-    xp = backend.array_module(x)
-    xpad = pad_hw(x, geo.pads, -np.inf)
-    y = arg = None
-    for k, idx in geo.taps():
-        v = xpad[idx]
-        if y is None:
-            y, arg = v.copy(), xp.zeros(v.shape, dtype=np.int64)
-            continue
-        upd = (v > y) | xp.isnan(v)
-        y = xp.where(upd, v, y)
-        arg = xp.where(upd, k, arg)
-    return y, arg
-
-
-def _max_gather(x, arg, geo: PoolGeometry):
-    """y = xpad at each window's tap ``arg`` (linear in x)."""
-    xp = backend.array_module(x)
-    xpad = pad_hw(x, geo.pads)
-    y = xp.zeros(x.shape[:-2] + geo.out_hw, dtype=x.dtype)
-    for k, idx in geo.taps():
-        y = xp.where(arg == k, xpad[idx], y)
-    return y
-
-
-def _max_scatter(gy, arg, geo: PoolGeometry):
-    """gx: each gy added at its window's tap ``arg`` (the adjoint of :func:`_max_gather`)."""
-    xp = backend.array_module(gy)
-    g = xp.zeros(gy.shape[:-2] + geo.padded_hw, dtype=gy.dtype)
-    for k, idx in geo.taps():
-        g[idx] += xp.where(arg == k, gy, 0)
-    return crop_hw(g, geo.pads, geo.in_hw)
-
-
 class MaxPool2dFunction(Function):
     """y[…, i, j] = max_{a,b} xpad[…, i·sh + a·dh, j·sw + b·dw]  (xpad padded with -inf)
 
@@ -130,15 +107,15 @@ class MaxPool2dFunction(Function):
 
     @staticmethod
     def forward(ctx, x, geo=None):
-        ctx.geo = geo
-        y, ctx.arg = _max_select(x, geo)
+        ctx.geo, ctx.impl = geo, select(x)
+        y, ctx.arg = ctx.impl.max_pool_forward(x, geo)
         return y
 
     @staticmethod
     def backward(ctx, gy):
         if isinstance(gy, Tensor):
-            return MaxPoolScatter.apply(gy, arg=ctx.arg, geo=ctx.geo)
-        return _max_scatter(gy, ctx.arg, ctx.geo)
+            return MaxPoolScatter.apply(gy, arg=ctx.arg, geo=ctx.geo, impl=ctx.impl)
+        return ctx.impl.max_pool_scatter(gy, ctx.arg, ctx.geo)
 
 
 class MaxPoolScatter(Function):
@@ -147,15 +124,15 @@ class MaxPoolScatter(Function):
     ctx_arrays = ("arg",)
 
     @staticmethod
-    def forward(ctx, gy, arg=None, geo=None):
-        ctx.arg, ctx.geo = arg, geo
-        return _max_scatter(gy, arg, geo)
+    def forward(ctx, gy, arg=None, geo=None, impl=None):
+        ctx.arg, ctx.geo, ctx.impl = arg, geo, impl
+        return impl.max_pool_scatter(gy, arg, geo)
 
     @staticmethod
     def backward(ctx, h):
         if isinstance(h, Tensor):
-            return MaxPoolGather.apply(h, arg=ctx.arg, geo=ctx.geo)
-        return _max_gather(h, ctx.arg, ctx.geo)
+            return MaxPoolGather.apply(h, arg=ctx.arg, geo=ctx.geo, impl=ctx.impl)
+        return ctx.impl.max_pool_gather(h, ctx.arg, ctx.geo)
 
 
 class MaxPoolGather(Function):
@@ -164,15 +141,15 @@ class MaxPoolGather(Function):
     ctx_arrays = ("arg",)
 
     @staticmethod
-    def forward(ctx, x, arg=None, geo=None):
-        ctx.arg, ctx.geo = arg, geo
-        return _max_gather(x, arg, geo)
+    def forward(ctx, x, arg=None, geo=None, impl=None):
+        ctx.arg, ctx.geo, ctx.impl = arg, geo, impl
+        return impl.max_pool_gather(x, arg, geo)
 
     @staticmethod
     def backward(ctx, gy):
         if isinstance(gy, Tensor):
-            return MaxPoolScatter.apply(gy, arg=ctx.arg, geo=ctx.geo)
-        return _max_scatter(gy, ctx.arg, ctx.geo)
+            return MaxPoolScatter.apply(gy, arg=ctx.arg, geo=ctx.geo, impl=ctx.impl)
+        return ctx.impl.max_pool_scatter(gy, ctx.arg, ctx.geo)
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
@@ -186,55 +163,12 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     y = MaxPool2dFunction.apply(input, geo=geo)
     if not return_indices:
         return y
-    xp = backend.array_module(input.data)
-    _, arg = _max_select(input.data, geo)
-    kw, (sh, sw), (dh, dw) = geo.kernel[1], geo.stride, geo.dilation
-    rows = xp.arange(geo.out_hw[0]).reshape(-1, 1) * sh - geo.pads[0]
-    cols = xp.arange(geo.out_hw[1]).reshape(1, -1) * sw - geo.pads[2]
-    h = rows + (arg // kw) * dh
-    w = cols + (arg % kw) * dw
-    return y, Tensor._make((h * geo.in_hw[1] + w).astype(np.int64), None, 0)
+    impl = select(input.data)
+    arg = impl.max_pool_forward(input.data, geo)[1]
+    return y, Tensor._make(impl.max_pool_indices(arg, geo), None, 0)
 
 
 # ----------------------------------------------------------------------------- average pooling
-def _divisor(geo: PoolGeometry, count_include_pad: bool, divisor_override, dtype):
-    """How many elements each window averages: the window sums of a mask that is 1 on the
-    input (and on the declared padding when ``count_include_pad``), 0 on the ceil_mode
-    extra; or ``divisor_override``."""
-    if divisor_override is not None:
-        if divisor_override == 0:
-            raise ValueError("avg_pool2d: divisor_override must be non-zero")
-        return float(divisor_override)
-    h, w = geo.in_hw
-    mask = np.zeros(geo.padded_hw)
-    if count_include_pad:
-        mask[:h + 2 * geo.pads[0], :w + 2 * geo.pads[2]] = 1
-    else:
-        mask[geo.pads[0]:geo.pads[0] + h, geo.pads[2]:geo.pads[2] + w] = 1
-    count = np.zeros(geo.out_hw)
-    for _, idx in geo.taps():
-        count += mask[idx]
-    return count.astype(dtype)
-
-
-def _avg_sum(x, geo: PoolGeometry, divisor):
-    xp = backend.array_module(x)
-    xpad = pad_hw(x, geo.pads)
-    y = xp.zeros(x.shape[:-2] + geo.out_hw, dtype=x.dtype)
-    for _, idx in geo.taps():
-        y += xpad[idx]
-    return y / divisor
-
-
-def _avg_spread(gy, geo: PoolGeometry, divisor):
-    xp = backend.array_module(gy)
-    g = xp.zeros(gy.shape[:-2] + geo.padded_hw, dtype=gy.dtype)
-    gd = gy / divisor
-    for _, idx in geo.taps():
-        g[idx] += gd
-    return crop_hw(g, geo.pads, geo.in_hw)
-
-
 class AvgPool2dFunction(Function):
     """y[…, i, j] = (1 / D[i, j]) Σ_{a,b} xpad[…, i·sh + a, j·sw + b]  (xpad zero-padded)
 
@@ -247,13 +181,13 @@ class AvgPool2dFunction(Function):
     @staticmethod
     def forward(ctx, x, geo=None, divisor=None):
         ctx.geo, ctx.divisor = geo, divisor
-        return _avg_sum(x, geo, divisor)
+        return pool_reference.avg_pool_sum(x, geo, divisor)
 
     @staticmethod
     def backward(ctx, gy):
         if isinstance(gy, Tensor):
             return AvgPoolSpread.apply(gy, geo=ctx.geo, divisor=ctx.divisor)
-        return _avg_spread(gy, ctx.geo, ctx.divisor)
+        return pool_reference.avg_pool_spread(gy, ctx.geo, ctx.divisor)
 
 
 class AvgPoolSpread(Function):
@@ -265,13 +199,13 @@ class AvgPoolSpread(Function):
     @staticmethod
     def forward(ctx, gy, geo=None, divisor=None):
         ctx.geo, ctx.divisor = geo, divisor
-        return _avg_spread(gy, geo, divisor)
+        return pool_reference.avg_pool_spread(gy, geo, divisor)
 
     @staticmethod
     def backward(ctx, h):
         if isinstance(h, Tensor):
             return AvgPool2dFunction.apply(h, geo=ctx.geo, divisor=ctx.divisor)
-        return _avg_sum(h, ctx.geo, ctx.divisor)
+        return pool_reference.avg_pool_sum(h, ctx.geo, ctx.divisor)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -280,7 +214,8 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     ``kernel_size``; zero padding counted in the mean unless ``count_include_pad=False``."""
     checks.image("avg_pool2d", input)
     geo = _geometry("avg_pool2d", input.shape, kernel_size, stride, padding, 1, ceil_mode)
-    divisor = _divisor(geo, count_include_pad, divisor_override, input.dtype)
+    divisor = pool_reference.avg_divisor(geo, count_include_pad, divisor_override,
+                                         input.dtype)
     if not isinstance(divisor, float):
         divisor = backend.to_device(divisor, input.device)
     return AvgPool2dFunction.apply(input, geo=geo, divisor=divisor)

@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine import threads
@@ -17,6 +19,14 @@ from engine import threads
 ROOT = Path(__file__).resolve().parents[2]
 needs_openblas = pytest.mark.skipif(threads.get_blas_threads() is None,
                                     reason="NumPy's BLAS is not an OpenBLAS found here")
+
+
+@pytest.fixture(autouse=True)
+def _no_pause():
+    """Each test starts with the pool unpaused, whatever splits ran before."""
+    threads._Contention.pause_until, threads._Contention.pause = 0.0, None
+    yield
+    threads._Contention.pause_until, threads._Contention.pause = 0.0, None
 
 
 @pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
@@ -108,3 +118,168 @@ def test_run_split_raises_a_worker_error_after_every_range_ran():
         threads.run_split(work, 4, 2)
     assert sorted(done) == [(0, 2), (2, 4)]
     assert threads.get_blas_threads() == before
+
+
+# ----------------------------------------------------------------------------- thread count
+@pytest.fixture
+def restore_threads():
+    """Put the engine's count, BLAS's count and Numba's count back after the test."""
+    import numba
+
+    count, blas, nb = threads._count, threads.get_blas_threads(), numba.get_num_threads()
+    yield
+    threads._count = count
+    if blas is not None:
+        threads.set_blas_threads(blas)
+    numba.set_num_threads(nb)
+
+
+@needs_openblas
+def test_set_num_threads_sets_the_engine_blas_and_numba_counts(restore_threads):
+    import numba
+
+    import engine
+
+    engine.set_num_threads(1)
+    assert engine.get_num_threads() == 1 and threads.get_blas_threads() == 1
+    assert numba.get_num_threads() == 1
+    engine.set_num_threads(3)
+    assert engine.get_num_threads() == 3 and threads.get_blas_threads() == 3
+    assert numba.get_num_threads() == min(3, numba.config.NUMBA_NUM_THREADS)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads: need a whole number of "
+                                             "threads >= 1, got"):
+            engine.set_num_threads(bad)
+
+
+@needs_openblas
+def test_without_set_num_threads_the_count_follows_blas(restore_threads):
+    threads._count = None
+    threads.set_blas_threads(1)            # as threadpoolctl or OPENBLAS_NUM_THREADS would
+    assert threads.get_num_threads() == 1
+    threads.set_blas_threads(2)
+    assert threads.get_num_threads() == 2
+    with threads.blas_threads(1):          # a limit held is not the count
+        assert threads.get_num_threads() == 2
+
+
+# ----------------------------------------------------------------------------- matmul
+def _products(rng, dtype):
+    r = lambda *s: rng.standard_normal(s).astype(dtype)
+    yield r(64, 48), r(48, 80)                        # more columns than rows
+    yield r(96, 40), r(40, 24)
+    yield r(3, 50, 40), r(40, 30)                     # batched
+    yield r(2, 1, 30, 20), r(3, 20, 40)               # broadcast batch axes
+    yield r(40, 70)[:, ::2], r(70, 50)[::2].T.copy().T   # strided and transposed
+    yield r(40), r(40, 30)                            # 1-D operands
+    yield r(30, 40), r(40)
+
+
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+def test_matmul_equals_numpy_split_or_not(monkeypatch, restore_threads, dtype, split):
+    rng = np.random.default_rng(0)
+    threads._count = 3
+    monkeypatch.setattr(threads, "SPLIT_FLOPS", 1000 if split else 10**12)
+    parts = []
+    real = threads.run_split
+    monkeypatch.setattr(threads, "run_split",
+                        lambda w, n, t: (parts.append(t), real(w, n, t))[1])
+    before = threads.get_blas_threads()
+    for a, b in _products(rng, dtype):
+        y = threads.matmul(a, b)
+        assert y.dtype == dtype and y.shape == (a @ b).shape
+        np.testing.assert_allclose(y, a @ b, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)
+    assert threads.get_blas_threads() == before
+    assert parts == ([3] * 5 if split else [])       # 1-D operands never split
+
+
+def test_matmul_splits_only_large_products_and_at_most_one_part_per_split_flops(
+        monkeypatch, restore_threads):
+    threads._count = 4
+    parts = []
+    monkeypatch.setattr(threads, "_split", lambda a, b, out, n: (parts.append(n), a @ b)[1])
+    small = np.ones((8, 8), np.float32)
+    threads.matmul(small, small)
+    m = int(round((threads.SPLIT_FLOPS * 3 / 2) ** (1 / 3))) + 1    # 3 parts' flops
+    big = np.ones((m, m), np.float32)
+    threads.matmul(big, big)
+    assert parts == [3]
+    threads._count = 2
+    threads.matmul(big, big)
+    assert parts == [3, 2]
+    ints = np.ones((m, m), np.int64)                                 # no BLAS: no split
+    np.testing.assert_array_equal(threads.matmul(ints, ints), ints @ ints)
+    assert parts == [3, 2]
+
+
+@needs_openblas
+def test_run_split_in_use_by_another_thread_returns_false_and_runs_nothing():
+    inside, release = threading.Event(), threading.Event()
+    ran = []
+
+    def hold(lo, hi):
+        if lo == 0:
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=threads.run_split, args=(hold, 2, 2))
+    t.start()
+    assert inside.wait(10)
+    assert not threads.run_split(lambda lo, hi: ran.append((lo, hi)), 4, 2)
+    release.set()
+    t.join(10)
+    threads._Contention.pause_until = 0.0        # that split idled: not what is tested here
+    assert ran == [] and threads.run_split(lambda lo, hi: ran.append((lo, hi)), 4, 2)
+    assert sorted(ran) == [(0, 2), (2, 4)]
+
+
+@needs_openblas
+def test_a_forked_child_starts_its_own_workers():
+    import multiprocessing as mp
+
+    threads.run_split(lambda lo, hi: None, 2, 2)          # the parent's pool exists
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply(_split_in_child)
+    assert got == [0, 1, 2, 3, 4, 5]
+
+
+def _split_in_child():
+    out = np.zeros(6)
+
+    def work(lo, hi):
+        out[lo:hi] = np.arange(lo, hi)
+
+    assert threads.run_split(work, 6, 3)
+    return out.astype(int).tolist()
+
+
+# ----------------------------------------------------------------------------- contention
+@needs_openblas
+def test_a_split_whose_threads_did_not_run_side_by_side_pauses_the_pool():
+    ran = []
+    assert threads.run_split(lambda lo, hi: time.sleep(0.002), 2, 2)   # no CPU: efficiency 0
+    assert threads._Contention.pause == threads.MIN_PAUSE
+    assert not threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and ran == []
+    a = np.ones((300, 300), np.float32)
+    np.testing.assert_array_equal(threads.matmul(a, a), a @ a)        # on one thread
+    threads._Contention.pause_until = 0.0
+    assert threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and sorted(ran) == [0, 1]
+
+
+def test_the_pause_doubles_up_to_its_maximum_and_an_efficient_split_resets_it():
+    c = threads._Contention
+    pauses = []
+    for _ in range(8):
+        c.record(elapsed=0.01, cpu=0.01, threads=2)      # one thread's worth: serial
+        pauses.append(c.pause)
+    assert pauses == [min(threads.MIN_PAUSE * 2 ** i, threads.MAX_PAUSE) for i in range(8)]
+    assert c.pause_until > time.perf_counter() + 0.5
+    c.record(elapsed=0.01, cpu=0.019, threads=2)         # side by side
+    assert c.pause is None
+    c.pause_until = 0.0
+    c.record(elapsed=threads.MIN_JUDGED / 2, cpu=0.0, threads=2)   # too short to judge
+    assert c.pause is None and c.pause_until == 0.0

@@ -41,11 +41,19 @@ def load_example(name: str):
 
 
 @pytest.fixture(autouse=True)
-def _restore_blas_threads():
-    """The examples limit BLAS threads for the whole process; undo it after each test."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    with threadpoolctl.threadpool_limits(limits=None):
-        yield
+def _restore_threads():
+    """The examples set the engine's threads (BLAS's and Numba's too) for the whole
+    process; undo it after each test."""
+    import numba
+
+    from engine import threads
+
+    count, blas, nb = threads._count, threads.get_blas_threads(), numba.get_num_threads()
+    yield
+    threads._count = count
+    if blas is not None:
+        threads.set_blas_threads(blas)
+    numba.set_num_threads(nb)
 
 
 def run(name: str, out: Path, *extra: str) -> dict:
@@ -191,6 +199,8 @@ def test_text_classifier_reports_a_missing_column(tmp_path):
 
 
 def test_common_flags_and_report(tmp_path, capsys):
+    import numba
+
     common = load_example("common")
     assert common.History is monitor.History and common.progress is monitor.progress
     parser = common.make_parser("demo", epochs=7, lr=0.5, batch_size=3)
@@ -200,6 +210,10 @@ def test_common_flags_and_report(tmp_path, capsys):
     assert args.out == Path("runs") / "demo" and not args.smoke
     args = common.setup(parser.parse_args(["--out", str(tmp_path / "o"), "--smoke"]))
     assert args.epochs == 1 and (tmp_path / "o").is_dir()
+    assert engine.get_num_threads() == 1 and numba.get_num_threads() == 1   # --threads 1
+    common.setup(parser.parse_args(["--out", str(tmp_path / "o"), "--threads", "2"]))
+    assert engine.get_num_threads() == 2
+    assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
     with pytest.raises(SystemExit):
         parser.parse_args(["--device", "tpu"])
     common.print_report("test", {"accuracy": 0.5}, np.array([[3, 1], [0, 4]]), ["a", "b"])

@@ -1,5 +1,6 @@
 """PyTorch parity of Conv2d, MaxPool2d, AvgPool2d and functional.pad: the same weights give
-the same outputs and gradients (float64 to 1e-10, float32 to 1e-5 relative)."""
+the same outputs and gradients (float64 to 1e-10, float32 to 1e-5 relative), on the Numba
+kernels (the default) and on the literal array code (``engine.use_fused(False)``)."""
 
 import sys
 from pathlib import Path
@@ -15,6 +16,12 @@ pytestmark = pytest.mark.torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from torch_parity import DTYPES, check  # noqa: E402
+
+@pytest.fixture(autouse=True, params=["fused", "literal"])
+def path(request):
+    with engine.use_fused(request.param == "fused"):
+        yield request.param
+
 
 CONV_CASES = [
     # in, out, kernel, stride, padding, dilation, groups, bias
@@ -83,6 +90,20 @@ def test_max_pool2d_ties_and_plateaus_route_like_torch():
     x = np.zeros((1, 2, 6, 6))
     x[0, 1, ::2, ::2] = 1.0
     check(nn.MaxPool2d(3, 1, 1), torch.nn.MaxPool2d(3, 1, 1), lambda rng: [x], np.float64)
+
+
+def test_max_pool2d_nan_ties_and_all_minus_infinity_windows(path):
+    x = np.zeros((1, 2, 5, 6))
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = 1.0
+    x[0, 0, 0, 2], x[0, 0, 1, 3] = np.nan, np.nan
+    x[0, 1] = -np.inf
+    x[0, 1, 4, 5] = 2.0
+    for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)):
+        y, idx = nn.MaxPool2d(**kw, return_indices=True)(engine.tensor(x))
+        yt, it = torch.nn.MaxPool2d(**kw, return_indices=True)(torch.tensor(x))
+        np.testing.assert_array_equal(y.numpy(), yt.numpy())
+        if path == "fused":   # the literal code keeps a padding tap for an all -inf window
+            np.testing.assert_array_equal(idx.numpy(), it.numpy())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

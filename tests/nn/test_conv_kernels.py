@@ -1,0 +1,223 @@
+"""The Numba kernels of convolution, max pooling and ReLU's backward against the literal
+array code: same values and gradients (random upstream gradients, float32 and float64,
+non-contiguous inputs), the kernels really the ones that run, float64 gradchecks on both
+paths, and the index and NaN rules of PyTorch's max pooling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+import nn.functional as F
+from engine.kernels import conv_reference, cpu_conv, cpu_pool, pool_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from fused_paths import assert_fused_matches_reference, run, tolerances  # noqa: E402
+
+
+def rand(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+CONV_CASES = [
+    # input (N, C, H, W), out channels, kernel, stride, padding, dilation, groups, bias
+    ((2, 3, 7, 6), 4, 3, 1, 0, 1, 1, True),
+    ((2, 3, 8, 7), 5, 3, 2, 1, 1, 1, True),
+    ((1, 4, 9, 8), 6, (3, 2), (2, 1), (1, 0), 1, 2, False),
+    ((2, 2, 9, 9), 4, 3, 1, 2, 2, 1, True),
+    ((2, 4, 8, 8), 4, 3, 2, 1, (2, 1), 4, True),          # depthwise
+    ((3, 2, 5, 4), 3, 1, 1, 0, 1, 1, True),               # 1x1
+    ((2, 2, 7, 6), 3, 4, 1, "same", 1, 1, True),          # even kernel: bottom/right extra
+    ((2, 2, 8, 7), 3, (3, 4), 1, "same", (2, 1), 1, False),
+    ((2, 3, 11, 10), 5, 5, 3, 2, 1, 1, True),             # stride 3
+    ((2, 3, 6, 6), 4, 3, 4, 3, 1, 1, True),               # stride > kernel, wide padding
+    ((0, 3, 6, 5), 4, 3, 1, 1, 1, 1, True),               # empty batch
+]
+
+
+def conv_fn(case):
+    _, cout, k, s, p, d, g, bias = case
+
+    def fn(x, W, *b):
+        return F.conv2d(x, W, b[0] if b else None, stride=s, padding=p, dilation=d,
+                        groups=g)
+    return fn
+
+
+def conv_arrays(case, dtype, transposed=False):
+    shape, cout, k, _, _, _, g, bias = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rand(shape, dtype)
+    if transposed:                                        # same values, another layout
+        x = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    arrays = [x, rand((cout, shape[1] // g, kh, kw), dtype, seed=1)]
+    return arrays + ([rand((cout,), dtype, seed=2)] if bias else [])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv2d_kernels_match_the_literal_code(case, dtype):
+    rtol, atol = tolerances(dtype, magnitude=10.0)
+    assert_fused_matches_reference(conv_fn(case), conv_arrays(case, dtype), rtol, atol)
+
+
+def test_conv2d_kernels_take_non_contiguous_input():
+    case = CONV_CASES[1]
+    rtol, atol = tolerances(np.float64)
+    arrays = conv_arrays(case, np.float64, transposed=True)
+    assert not arrays[0].flags.c_contiguous
+    assert_fused_matches_reference(conv_fn(case), arrays, rtol, atol)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4, 6, 8)], ids=str)
+def test_conv2d_gradcheck_on_both_paths(case, fused):
+    ins = [engine.tensor(a, requires_grad=True) for a in conv_arrays(case, np.float64)]
+    with engine.use_fused(fused):
+        assert engine.gradcheck(conv_fn(case), ins)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_conv2d_second_order_on_both_paths(fused):
+    case = CONV_CASES[2]
+    ins = [engine.tensor(a, requires_grad=True) for a in conv_arrays(case, np.float64)]
+    with engine.use_fused(fused):
+        assert engine.gradgradcheck(conv_fn(case), ins)
+
+
+def spy(monkeypatch, module, names, calls):
+    for name in names:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _r=real, _n=name, **k: (
+            calls.append(_n), _r(*a, **k))[1])
+    return calls
+
+
+def test_the_numba_kernels_are_the_ones_that_run(monkeypatch):
+    calls, literal = [], []
+    spy(monkeypatch, cpu_conv, ["conv_forward", "conv_backward"], calls)
+    spy(monkeypatch, cpu_pool, ["max_pool_forward", "max_pool_scatter", "relu_backward"], calls)
+    spy(monkeypatch, conv_reference, ["conv_forward", "conv_backward"], literal)
+    spy(monkeypatch, pool_reference, ["max_pool_forward", "max_pool_scatter"], literal)
+    x = engine.tensor(rand((2, 3, 6, 6), np.float32), requires_grad=True)
+    W = engine.tensor(rand((4, 3, 3, 3), np.float32), requires_grad=True)
+
+    def step():
+        y = F.max_pool2d(engine.relu(F.conv2d(x, W, padding=1)), 2)
+        (y * y).sum().backward()
+
+    step()
+    assert calls == ["conv_forward", "max_pool_forward", "max_pool_scatter",
+                     "relu_backward", "conv_backward"] and literal == []
+    calls.clear()
+    with engine.use_fused(False):
+        step()
+    assert calls == [] and literal == ["conv_forward", "max_pool_forward",
+                                       "max_pool_scatter", "conv_backward"]
+
+
+# ----------------------------------------------------------------------------- max pooling
+POOL_CASES = [
+    # kernel, stride, padding, dilation, ceil_mode
+    (2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 1, 1, 2, False), (2, 2, 0, 1, True),
+    (3, 2, 1, 1, True), ((3, 2), (2, 1), (1, 1), 1, True), ((2, 3), 2, 0, (2, 1), False),
+    (5, 3, 2, 1, True),
+]
+
+
+def pool_fn(case):
+    k, s, p, d, c = case
+    return lambda x: F.max_pool2d(x, k, s, p, d, ceil_mode=c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_max_pool_kernels_match_the_literal_code(case, dtype):
+    x = rand((2, 3, 9, 8), dtype)
+    rtol, atol = tolerances(dtype)       # overlapping windows add up in another order
+    out = assert_fused_matches_reference(pool_fn(case), [x], rtol, atol)[0]
+    with engine.use_fused(False):
+        np.testing.assert_array_equal(out.numpy(), pool_fn(case)(engine.tensor(x)).numpy())
+    k, s, p, d, c = case
+    xt = engine.tensor(x)
+    _, idx = F.max_pool2d(xt, k, s, p, d, ceil_mode=c, return_indices=True)
+    with engine.use_fused(False):
+        _, ref = F.max_pool2d(xt, k, s, p, d, ceil_mode=c, return_indices=True)
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(idx.numpy(), ref.numpy())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("case", POOL_CASES[1:6], ids=str)
+def test_max_pool_gradchecks_on_both_paths(case, fused):
+    x = engine.tensor(rand((2, 2, 7, 6)), requires_grad=True)
+    with engine.use_fused(fused):
+        assert engine.gradcheck(pool_fn(case), (x,))
+        assert engine.gradgradcheck(lambda t: pool_fn(case)(t * t), (x,))
+
+
+def test_max_pool_ties_nan_and_minus_infinity_follow_pytorch():
+    x = np.zeros((1, 1, 4, 6))
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = 1.0          # a tie in the first window: the first wins
+    x[0, 0, 0, 2], x[0, 0, 1, 3] = np.nan, np.nan  # two NaNs: the last one read wins
+    x[0, 0, 2:, 4:] = -np.inf                      # all -inf: the window's first element
+    y, idx = F.max_pool2d(engine.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(idx.numpy()[0, 0], [[1, 9, 4], [12, 14, 16]])
+    assert np.isnan(y.numpy()[0, 0, 0, 1]) and y.numpy()[0, 0, 1, 2] == -np.inf
+
+
+def test_max_pool_window_in_the_padding_corner_takes_its_first_inside_element():
+    x = np.full((1, 1, 3, 3), -np.inf)
+    y, idx = F.max_pool2d(engine.tensor(x), 3, stride=2, padding=1, return_indices=True)
+    np.testing.assert_array_equal(idx.numpy()[0, 0], [[0, 1], [3, 4]])
+    assert np.all(y.numpy() == -np.inf)
+
+
+# ----------------------------------------------------------------------------- ReLU
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (300, 400)])        # serial and parallel
+def test_relu_backward_kernel_matches_where(shape, dtype):
+    x = rand(shape, dtype)
+    x.reshape(-1)[::3] = 0.0                                           # ReLU'(0) = 0
+    gy = rand(shape, dtype, seed=1)
+    gy.reshape(-1)[1::5] = np.inf
+    gy.reshape(-1)[2::7] = np.nan
+    out_f, g_f, _ = run(engine.relu, [x], True, upstream=[engine.tensor(gy)])
+    out_r, g_r, _ = run(engine.relu, [x], False, upstream=[engine.tensor(gy)])
+    np.testing.assert_array_equal(out_f[0], out_r[0])
+    np.testing.assert_array_equal(g_f[0], g_r[0])
+    assert g_f[0].dtype == dtype
+    np.testing.assert_array_equal(g_f[0], np.where(x > 0, gy, 0))
+
+
+def test_relu_backward_kernel_takes_broadcast_and_transposed_gradients():
+    x = engine.tensor(rand((4, 6)).T, requires_grad=True)              # non-contiguous
+    engine.relu(x).sum().backward()                                    # gy broadcast
+    np.testing.assert_array_equal(x.grad.numpy(), (x.numpy() > 0).astype(np.float64))
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4)], ids=str)
+def test_im2col_shared_among_threads_equals_the_literal_columns(monkeypatch, case):
+    from engine import threads
+    from engine.ops.conv import ConvGeometry, out_size
+
+    shape, _, k, s, p, d, g, _ = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    (sh, sw), (ph, pw), (dh, dw) = [(v, v) if isinstance(v, int) else v for v in (s, p, d)]
+    geo = ConvGeometry((sh, sw), (ph, ph, pw, pw), (dh, dw), g, (kh, kw), shape[2:],
+                       (out_size(shape[2], kh, sh, ph, ph, dh),
+                        out_size(shape[3], kw, sw, pw, pw, dw)))
+    monkeypatch.setattr(cpu_conv, "SPLIT_COPY", 1)
+    monkeypatch.setattr(threads, "_count", 3)
+    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
+    parts = []
+    real = threads.run_split
+    monkeypatch.setattr(threads, "run_split",
+                        lambda w, n, t: (parts.append(t), real(w, n, t))[1])
+    x = rand(shape, np.float32)
+    np.testing.assert_array_equal(cpu_conv.im2col(x, geo), conv_reference.im2col(x, geo))
+    assert parts == [min(3, shape[1])]
