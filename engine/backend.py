@@ -158,6 +158,13 @@ def to_numpy(x) -> np.ndarray:
     return x.get() if is_cuda_array(x) else np.asarray(x)
 
 
+def device_count() -> int:
+    """The number of GPUs CuPy sees (0 without CuPy or a GPU)."""
+    if not cuda_is_available():
+        return 0
+    return cupy_module().cuda.runtime.getDeviceCount()
+
+
 def synchronize(device: str = "cuda:0") -> None:
     """Wait for all queued GPU work on ``device`` (no-op on the CPU)."""
     device = parse_device(device)

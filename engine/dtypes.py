@@ -52,6 +52,11 @@ NAMES = {"float16": float16, "half": half, "float32": float32, "float": float32,
          "int16": int16, "short": short, "int32": int32, "int": int32, "int64": int64,
          "long": long, "bool": bool_}
 
+# PyTorch's legacy tensor type names, as ``x.type()`` gives them (``engine.FloatTensor``)
+TENSOR_TYPES = {float16: "HalfTensor", float32: "FloatTensor", float64: "DoubleTensor",
+                uint8: "ByteTensor", int8: "CharTensor", int16: "ShortTensor",
+                int32: "IntTensor", int64: "LongTensor", bool_: "BoolTensor"}
+
 
 def _category(dtype: np.dtype) -> int:
     """0 bool, 1 integer, 2 floating: PyTorch promotes across categories by these."""

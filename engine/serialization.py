@@ -1,4 +1,5 @@
-"""Checkpoints: ``save(obj, path)`` / ``load(path)`` in the safetensors format.
+"""Checkpoints: ``save(obj, path)`` / ``load(path)`` in the safetensors format (a binary file
+object opened by the caller works in place of the path).
 
 ``obj`` is a (nested) state dict: dicts with string or integer keys, lists and tuples,
 whose leaves are Tensors, arrays, Python scalars, strings or None, as module and optimizer
@@ -101,7 +102,8 @@ def _encode(obj, path, where, arrays, owners):
         if isinstance(obj, float) and not np.isfinite(obj):
             return {"t": "float", "v": repr(obj)}
         return {"t": "value", "v": obj}
-    raise TypeError(f"save: cannot store {type(obj).__name__} at {path!r}")
+    hint = "; save its state_dict() instead" if hasattr(obj, "state_dict") else ""
+    raise TypeError(f"save: cannot store {type(obj).__name__} at {path!r}{hint}")
 
 
 def _decode(node, arrays):
@@ -190,12 +192,19 @@ def _open_temporary(path: str) -> tuple[int, str]:
         os.close(fd)
 
 
-def save(obj, path) -> None:
-    """Write ``obj`` (a nested state dict) to ``path`` atomically in safetensors format."""
+def save(obj, f) -> None:
+    """Write ``obj`` (a nested state dict) in safetensors format to ``f``: a path, written
+    atomically, or a binary file open for writing (``with open(path, "wb") as f``), written
+    at its position as it is (the caller owns that file, and its atomicity)."""
     arrays: dict = {}
     tree = _encode(obj, "", "", arrays, {})
     head, body = _header(tree, arrays)
-    path = os.fspath(path)
+    if hasattr(f, "write"):
+        f.write(head)
+        for a in body:
+            f.write(a.reshape(-1).view(np.uint8))
+        return
+    path = os.fspath(f)
     fd, tmp = _open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -299,16 +308,41 @@ def _arrays(header: dict, body: memoryview, path) -> dict:
     return arrays
 
 
-def load(path):
-    """Read a checkpoint written by :func:`save`; Tensors come back on the CPU."""
-    with open(path, "rb") as f:
-        raw = f.read()
+def load(f, map_location=None, weights_only: bool = True):
+    """Read a checkpoint written by :func:`save` from ``f``, a path or a binary file open
+    for reading. Tensors come back on the CPU, or on the device ``map_location`` names
+    (``'cpu'``, ``'cuda:N'``; PyTorch's dicts and functions are not taken).
+    ``weights_only`` is accepted for PyTorch's sake: a checkpoint here only ever holds
+    tensors, arrays and plain values, and loading one never runs code."""
+    if map_location is not None:
+        if not isinstance(map_location, str):
+            raise TypeError(f"load: map_location must name a device ('cpu', 'cuda:N'), got "
+                            f"{type(map_location).__name__}")
+        map_location = backend.parse_device(map_location)
+    if hasattr(f, "read"):
+        raw, path = f.read(), getattr(f, "name", "<file>")
+    else:
+        with open(f, "rb") as file:
+            raw, path = file.read(), f
     header, body_start = _checked_header(raw, path)
     try:
         arrays = _arrays(header, memoryview(raw)[body_start:], path)
         tree = json.loads(header["__metadata__"]["tree"])
-        return _decode(tree, arrays)
+        obj = _decode(tree, arrays)
     except CheckpointError:
         raise
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise CheckpointError(f"{path}: malformed checkpoint structure ({exc})") from None
+    return obj if map_location in (None, "cpu") else _to_device(obj, map_location)
+
+
+def _to_device(obj, device: str):
+    """``obj`` with every Tensor in it moved to ``device``."""
+    if isinstance(obj, Tensor):
+        return Tensor._make(backend.to_device(obj.data, device), None, 0)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_to_device(v, device) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj

@@ -252,6 +252,13 @@ class Tensor:
         as its array: their results are NumPy's, outside any graph."""
         return func(*_arrays_in(args), **_arrays_in(kwargs))
 
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its number, as in PyTorch; any other
+        takes only the empty format (its repr)."""
+        if self.data.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __float__(self) -> float:
         return float(self.item())
 

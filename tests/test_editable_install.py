@@ -22,7 +22,7 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("engine", "nn", "optim", "losses", "data")
+PACKAGES = ("engine", "nn", "optim", "losses", "data", "xpgrad")
 
 SCRIPT = """\
 import json

@@ -20,6 +20,7 @@ import numpy as np
 from engine import backend, checks, kernels, random
 from engine.function import Function
 from engine.kernels import reference
+from engine.ops.elementwise import astype
 from engine.ops.utils import sum_to
 from engine.tensor import Tensor
 
@@ -70,8 +71,9 @@ def attention_masks(op: str, q: Tensor, scores: tuple, attn_mask=None, key_paddi
     mask marks the pairs that take part (``attn_mask_marks='allowed'``) or those that do
     not (``'masked'``; a key-padding mask always does); this is the one place where such a
     mask is inverted, and bool masks are combined into ``keep``. Float masks are added up
-    into ``bias``: a float Tensor must have the query's dtype (an ``attn_mask`` Tensor keeps
-    its graph: it may be learned), a float array or list is converted to it.
+    into ``bias``: a float Tensor must have the query's dtype or be float32 (PyTorch's
+    "float" mask, taken to the query's dtype); an ``attn_mask`` Tensor keeps its graph (it
+    may be learned). A float array or list is converted to the query's dtype.
     """
     keep = bias = None
     lead, tk = scores[:-2], scores[-1]
@@ -95,12 +97,12 @@ def attention_masks(op: str, q: Tensor, scores: tuple, attn_mask=None, key_paddi
             keep = allowed if keep is None else backend.array_module(m).logical_and(
                 keep, allowed)
         elif m.dtype.kind == "f":
-            if isinstance(mask, Tensor):
+            if isinstance(mask, Tensor) and m.dtype != np.float32:
                 checks.dtype_of(op, name, mask, q.dtype, like="query")
+            if isinstance(mask, Tensor) and name == "attn_mask":
+                term = mask if mask.dtype == q.dtype else astype(mask, q.dtype)
             else:                                    # an array or a list: in q's dtype
-                m = m.astype(q.dtype, copy=False)
-            term = mask if isinstance(mask, Tensor) and name == "attn_mask" else \
-                Tensor._make(m, None, 0)
+                term = Tensor._make(m.astype(q.dtype, copy=False), None, 0)
             bias = term if bias is None else bias + term
         else:
             raise TypeError(f"{op}: only bool and floating types of {name} are supported, "

@@ -1,5 +1,6 @@
-"""In-place ops: ``x.add_(y)``, ``x.mul_(2)``, ``x.clamp_(0, 1)``, ``x[idx] = v``, ... as in
-PyTorch, bound onto ``Tensor`` by :func:`bind` (as :mod:`engine.ops.methods` binds the rest).
+"""In-place ops: ``x.add_(y)``, ``x += y``, ``x.mul_(2)``, ``x.clamp_(0, 1)``, ``x[idx] = v``,
+... as in PyTorch, bound onto ``Tensor`` by :func:`bind` (as :mod:`engine.ops.methods` binds
+the rest).
 
 Each op writes into the memory of ``x`` and bumps its version counter
 (:mod:`engine.versions`), so that a backward that saved that memory raises instead of
@@ -371,6 +372,10 @@ class InplaceMethods:
         """Cut this tensor from its graph, in place: a leaf that does not require grad."""
         self._node, self._index, self.requires_grad = None, 0, False
         return self
+
+    # x += y and the other augmented assignments work in place, as in PyTorch (and NumPy):
+    # every name bound to x sees the new values
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = add_, sub_, mul_, div_, pow_
 
     def __setitem__(self, index, value) -> None:
         """x[index] = value: basic, integer-array and bool-mask indices, value broadcast."""

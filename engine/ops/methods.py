@@ -120,6 +120,22 @@ class TensorMethods:
         """NumPy's cast (always a new tensor)."""
         return elementwise.astype(self, dtype)
 
+    def type(self, dtype=None, non_blocking: bool = False):
+        """PyTorch's ``type``: without ``dtype`` the type's name (``'engine.FloatTensor'``,
+        ``'engine.cuda.FloatTensor'``); with one, this tensor in that dtype (``self``
+        when it already is). ``dtype`` may also be such a name."""
+        if dtype is None:
+            prefix = "engine." if self.device == "cpu" else "engine.cuda."
+            return prefix + dtypes.TENSOR_TYPES[self.dtype]
+        if isinstance(dtype, str):
+            by_name = {name: dt for dt, name in dtypes.TENSOR_TYPES.items()}
+            dtype = by_name.get(dtype.rsplit(".", 1)[-1], dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"type: invalid type {dtype!r}") from None
+        return self.to(dtype)
+
     def type_as(self, other) -> Tensor:
         """This tensor in ``other``'s dtype."""
         return self.to(other.dtype)

@@ -23,7 +23,7 @@ import importlib.metadata, os, runpy, sys
 
 allowed = set(sys.argv[1].split(","))
 owners = importlib.metadata.packages_distributions()
-ours = {"engine", "nn", "optim", "losses", "data"}
+ours = {"engine", "nn", "optim", "losses", "data", "xpgrad"}
 
 
 class OnlyInstalledByTheExtra:

@@ -1,5 +1,6 @@
 """Checkpoints: safetensors round trip, refusal of pickles and damaged files, atomic save."""
 
+import io
 import os
 import pickle
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 import engine
+import nn
 from engine import CheckpointError, Tensor
 
 
@@ -148,3 +150,38 @@ def test_unsupported_values_raise_clear_errors(tmp_path):
         engine.save({"a": {1, 2}}, tmp_path / "x.safetensors")
     with pytest.raises(TypeError, match="keys must be str or int"):
         engine.save({(1, 2): 3}, tmp_path / "x.safetensors")
+    with pytest.raises(TypeError, match="cannot store Linear at ''; save its state_dict"):
+        engine.save(nn.Linear(2, 3), tmp_path / "x.safetensors")
+
+
+def test_open_files_in_place_of_paths(tmp_path):
+    """PyTorch's ``with open(path, "wb") as f: torch.save(sd, f)``, and a file in memory;
+    the bytes are those a path gets."""
+    s, path = state(), tmp_path / "ckpt.pt"
+    with open(path, "wb") as f:
+        engine.save(s, f)
+    engine.save(s, tmp_path / "by_path.pt")
+    assert path.read_bytes() == (tmp_path / "by_path.pt").read_bytes()
+    with open(path, "rb") as f:
+        assert_same(s, engine.load(f))
+    buffer = io.BytesIO()
+    engine.save(s, buffer)
+    buffer.seek(0)
+    assert_same(s, engine.load(buffer, map_location="cpu", weights_only=True))
+    with open(path, "r+b") as f:
+        f.seek(12)
+        f.write(b"\x00")
+        f.seek(0)
+        with pytest.raises(CheckpointError, match=r"ckpt\.pt: no xpgrad header checksum"):
+            engine.load(f)
+
+
+def test_map_location_names_a_device(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    engine.save(state(), path)
+    assert_same(state_like := engine.load(path), engine.load(path, map_location="cpu"))
+    assert state_like["model"]["linear.bias"].device == "cpu"
+    with pytest.raises(TypeError, match="map_location must name a device"):
+        engine.load(path, map_location={"cuda:0": "cpu"})
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        engine.load(path, map_location="tpu")

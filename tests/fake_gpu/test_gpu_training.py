@@ -286,6 +286,15 @@ def test_checkpoint_from_the_device_loads_on_the_cpu(cuda, tmp_path):
     assert loaded["step"].shape == () and loaded["step"].item() == 7
 
 
+def test_map_location_loads_the_tensors_onto_the_device(cuda, tmp_path):
+    w = engine.randn(2, 3)
+    engine.save({"w": w, "raw": np.arange(3), "n": 4}, tmp_path / "ckpt.pt")
+    loaded = engine.load(tmp_path / "ckpt.pt", map_location="cuda")
+    on_gpu(loaded["w"])
+    np.testing.assert_array_equal(loaded["w"].numpy(), w.numpy())
+    assert isinstance(loaded["raw"], np.ndarray) and loaded["n"] == 4
+
+
 def test_module_moves_and_casts_keep_the_device(cuda):
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.PositionalEncoding(4, 8))
     model.cuda() if hasattr(model, "cuda") else model.to("cuda")

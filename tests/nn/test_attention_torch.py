@@ -152,6 +152,38 @@ def test_functional_sdpa(dtype):
             np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), **TOL[dtype])
 
 
+def test_a_float32_mask_serves_a_float64_query():
+    """A float mask may have the query's dtype or be float32, as in PyTorch: the causal
+    mask a program builds with ``.float()`` works in a float64 model; a learned float32
+    mask gets its gradient in float32."""
+    ours, theirs = _pair(dict(embed_dim=6, num_heads=3), np.float64)
+    rng = np.random.default_rng(8)
+    causal = np.where(_causal(4), -np.inf, 0.0).astype(np.float32)
+    _run(ours, theirs, [rng.standard_normal((4, 2, 6))], [0, 0, 0], np.float64,
+         attn_mask=causal, need_weights=False)
+    arrays = [rng.standard_normal((2, 4, 3)) for _ in range(3)]
+    bias = rng.standard_normal((4, 4)).astype(np.float32)
+    u = rng.standard_normal((2, 4, 3))
+    results = []
+    for lib, sdpa in ((engine, F.scaled_dot_product_attention),
+                      (torch, torch.nn.functional.scaled_dot_product_attention)):
+        m = lib.tensor(bias, requires_grad=True)
+        out = sdpa(*(lib.tensor(a) for a in arrays), attn_mask=m)
+        (out * lib.tensor(u)).sum().backward()
+        results.append((out.detach().numpy(), m.grad.numpy()))
+    (out, g), (tout, tg) = results
+    assert out.dtype == np.float64 and g.dtype == np.float32
+    np.testing.assert_allclose(out, tout, rtol=1e-12)
+    np.testing.assert_allclose(g, tg, rtol=1e-5, atol=1e-6)
+    q32 = engine.tensor(arrays[0], dtype=np.float32)
+    with pytest.raises(TypeError, match="attn_mask is float64 but the query is float32"):
+        F.scaled_dot_product_attention(q32, q32, q32, attn_mask=engine.tensor(u[0, :, :1]))
+    t32 = torch.tensor(arrays[0], dtype=torch.float32)
+    with pytest.raises(RuntimeError, match="attn_mask dtype"):
+        torch.nn.functional.scaled_dot_product_attention(
+            t32, t32, t32, attn_mask=torch.tensor(u[0, :, :1]))
+
+
 def test_fully_masked_row_differs_from_torch_by_design():
     """PyTorch returns NaN for a query that may attend to nothing; we return out_proj.bias."""
     ours, theirs = _pair(dict(embed_dim=4, num_heads=2), np.float64)
