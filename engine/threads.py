@@ -244,28 +244,36 @@ class _Contention:
     A split is judged by its parallel efficiency, the CPU time of all its ranges over
     threads × the time it took: about 1 when the threads ran side by side, about 1/threads
     when they ran one after the other, as they do when other processes hold the cores (a
-    woken worker then waits behind them, or shares the caller's core). After a split below
-    :data:`MIN_EFFICIENCY` the pool stays unused for a pause that doubles with each such
-    split in a row (from :data:`MIN_PAUSE` to :data:`MAX_PAUSE` seconds) and is reset by an
-    efficient one, so a busy machine costs one slow split a second or so. Splits shorter
-    than :data:`MIN_JUDGED` seconds are not judged: the hand-off to a worker dominates them.
+    woken worker then waits behind them, or shares the caller's core). A single slow split
+    proves little: on a quiet machine a short-lived process (or the hypervisor) now and
+    then takes a core for a few milliseconds, and one pause of the pool would then cost a
+    CNN's step a third of its time. So only :data:`STRIKES` splits in a row below
+    :data:`MIN_EFFICIENCY` make the pool stay unused, for a pause that doubles with each
+    further such split (from :data:`MIN_PAUSE` to :data:`MAX_PAUSE` seconds); an efficient
+    split resets both, so a busy machine costs a few slow splits a second or so. Splits
+    shorter than :data:`MIN_JUDGED` seconds are not judged: the hand-off to a worker
+    dominates them.
     """
 
     pause_until = 0.0
     pause = None
+    strikes = 0
 
     @classmethod
     def record(cls, elapsed: float, cpu: float, threads: int) -> None:
         if elapsed < MIN_JUDGED:
             return
-        if cpu < MIN_EFFICIENCY * threads * elapsed:
+        if cpu >= MIN_EFFICIENCY * threads * elapsed:
+            cls.pause, cls.strikes = None, 0
+            return
+        cls.strikes += 1
+        if cls.strikes >= STRIKES:
             cls.pause = MIN_PAUSE if cls.pause is None else min(2 * cls.pause, MAX_PAUSE)
             cls.pause_until = time.perf_counter() + cls.pause
-        else:
-            cls.pause = None
 
 
 MIN_EFFICIENCY = 0.7
+STRIKES = 2
 MIN_PAUSE, MAX_PAUSE = 0.02, 1.0
 MIN_JUDGED = 1e-4
 

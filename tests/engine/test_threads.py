@@ -24,9 +24,10 @@ needs_openblas = pytest.mark.skipif(threads.get_blas_threads() is None,
 @pytest.fixture(autouse=True)
 def _no_pause():
     """Each test starts with the pool unpaused, whatever splits ran before."""
-    threads._Contention.pause_until, threads._Contention.pause = 0.0, None
+    c = threads._Contention
+    c.pause_until, c.pause, c.strikes = 0.0, None, 0
     yield
-    threads._Contention.pause_until, threads._Contention.pause = 0.0, None
+    c.pause_until, c.pause, c.strikes = 0.0, None, 0
 
 
 @pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
@@ -259,9 +260,12 @@ def _split_in_child():
 
 # ----------------------------------------------------------------------------- contention
 @needs_openblas
-def test_a_split_whose_threads_did_not_run_side_by_side_pauses_the_pool():
+def test_splits_whose_threads_did_not_run_side_by_side_pause_the_pool():
     ran = []
-    assert threads.run_split(lambda lo, hi: time.sleep(0.002), 2, 2)   # no CPU: efficiency 0
+    for strike in range(1, threads.STRIKES + 1):
+        assert threads._Contention.pause is None
+        assert threads.run_split(lambda lo, hi: time.sleep(0.002), 2, 2)   # efficiency 0
+        assert threads._Contention.strikes == strike
     assert threads._Contention.pause == threads.MIN_PAUSE
     assert not threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and ran == []
     a = np.ones((300, 300), np.float32)
@@ -270,16 +274,27 @@ def test_a_split_whose_threads_did_not_run_side_by_side_pauses_the_pool():
     assert threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and sorted(ran) == [0, 1]
 
 
+def test_one_slow_split_among_efficient_ones_does_not_pause_the_pool():
+    c = threads._Contention
+    for _ in range(3):
+        c.record(elapsed=0.01, cpu=0.01, threads=2)      # one thread's worth: serial
+        assert c.strikes == 1 and c.pause is None and c.pause_until == 0.0
+        c.record(elapsed=0.01, cpu=0.019, threads=2)     # side by side
+        assert c.strikes == 0 and c.pause is None and c.pause_until == 0.0
+
+
 def test_the_pause_doubles_up_to_its_maximum_and_an_efficient_split_resets_it():
     c = threads._Contention
     pauses = []
-    for _ in range(8):
+    for _ in range(threads.STRIKES - 1 + 8):
         c.record(elapsed=0.01, cpu=0.01, threads=2)      # one thread's worth: serial
         pauses.append(c.pause)
-    assert pauses == [min(threads.MIN_PAUSE * 2 ** i, threads.MAX_PAUSE) for i in range(8)]
+    assert pauses[:threads.STRIKES - 1] == [None] * (threads.STRIKES - 1)
+    assert pauses[threads.STRIKES - 1:] == [min(threads.MIN_PAUSE * 2 ** i, threads.MAX_PAUSE)
+                                            for i in range(8)]
     assert c.pause_until > time.perf_counter() + 0.5
     c.record(elapsed=0.01, cpu=0.019, threads=2)         # side by side
-    assert c.pause is None
+    assert c.pause is None and c.strikes == 0
     c.pause_until = 0.0
     c.record(elapsed=threads.MIN_JUDGED / 2, cpu=0.0, threads=2)   # too short to judge
     assert c.pause is None and c.pause_until == 0.0
