@@ -1,5 +1,5 @@
-"""Max pooling and ReLU's backward on the CPU: Numba kernels that route a gradient by what
-the forward kept (the index of each window's maximum, the sign of ReLU's output).
+"""Max pooling and ReLU on the CPU: Numba kernels that route a gradient by what the forward
+kept (the index of each window's maximum, the sign of ReLU's output).
 
 The same functions as :mod:`engine.kernels.pool_reference` (max pooling) for NumPy arrays
 in float32 or float64, one (image, channel) plane per parallel task:
@@ -11,7 +11,9 @@ in float32 or float64, one (image, channel) plane per parallel task:
 - the backward adds each gy at its index (one plane per task: no two tasks write the same
   element), and the gather, its adjoint, reads x at the indices.
 
-ReLU's backward is gx = gy where y > 0, else 0 (what ``where(y > 0, gy, 0)`` gives, gy
+ReLU's forward on a large contiguous array is max(x, 0) shared among threads (NumPy's
+``maximum`` runs on one; NaN stays NaN and -0 gives 0, as there). Its backward is
+gx = gy where y > 0, else 0 (what ``where(y > 0, gy, 0)`` gives, gy
 = ±inf or NaN included) in one pass that vectorizes: NumPy's ``where`` on a computed mask
 takes about 8 ns an element, this kernel well under one.
 
@@ -25,7 +27,7 @@ from numba import njit, prange
 
 from engine.kernels.cpu_math import JIT, PARALLEL
 
-# Below this many elements ReLU's backward runs on the calling thread: a parallel launch
+# Below this many elements ReLU runs on the calling thread: a parallel launch
 # costs about 3 µs, the pass over 64K float32 elements about 7 µs (measured).
 PARALLEL_MIN = 1 << 16
 
@@ -123,6 +125,24 @@ def max_pool_indices(idx, geo):
 
 
 # ----------------------------------------------------------------------------- ReLU
+@njit(**PARALLEL)
+def _relu_fwd_parallel(x, y):
+    zero = y.dtype.type(0)
+    for k in prange(x.size):
+        v = x[k]
+        y[k] = v if v > zero or v != v else zero
+
+
+def relu_forward(x):
+    """y = max(x, 0): NumPy's ``maximum`` for a small or non-contiguous array, else one
+    pass shared among threads."""
+    if x.size < PARALLEL_MIN or not x.flags.c_contiguous:
+        return np.maximum(x, 0)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _relu_fwd_parallel(x.reshape(-1), y.reshape(-1))
+    return y
+
+
 @njit(**JIT)
 def _relu_bwd(y, gy, gx):
     zero = gx.dtype.type(0)

@@ -1,4 +1,4 @@
-"""The Numba kernels of convolution, max pooling and ReLU's backward against the literal
+"""The Numba kernels of convolution, max pooling and ReLU against the literal
 array code: same values and gradients (random upstream gradients, float32 and float64,
 non-contiguous inputs), the kernels really the ones that run, float64 gradchecks on both
 paths, and the index and NaN rules of PyTorch's max pooling."""
@@ -100,7 +100,8 @@ def spy(monkeypatch, module, names, calls):
 def test_the_numba_kernels_are_the_ones_that_run(monkeypatch):
     calls, literal = [], []
     spy(monkeypatch, cpu_conv, ["conv_forward", "conv_backward"], calls)
-    spy(monkeypatch, cpu_pool, ["max_pool_forward", "max_pool_scatter", "relu_backward"], calls)
+    spy(monkeypatch, cpu_pool, ["max_pool_forward", "max_pool_scatter", "relu_forward",
+                                "relu_backward"], calls)
     spy(monkeypatch, conv_reference, ["conv_forward", "conv_backward"], literal)
     spy(monkeypatch, pool_reference, ["max_pool_forward", "max_pool_scatter"], literal)
     x = engine.tensor(rand((2, 3, 6, 6), np.float32), requires_grad=True)
@@ -111,7 +112,7 @@ def test_the_numba_kernels_are_the_ones_that_run(monkeypatch):
         (y * y).sum().backward()
 
     step()
-    assert calls == ["conv_forward", "max_pool_forward", "max_pool_scatter",
+    assert calls == ["conv_forward", "relu_forward", "max_pool_forward", "max_pool_scatter",
                      "relu_backward", "conv_backward"] and literal == []
     calls.clear()
     with engine.use_fused(False):
@@ -192,6 +193,27 @@ def test_relu_backward_kernel_matches_where(shape, dtype):
     np.testing.assert_array_equal(g_f[0], g_r[0])
     assert g_f[0].dtype == dtype
     np.testing.assert_array_equal(g_f[0], np.where(x > 0, gy, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (300, 400), (4, 64, 32, 32)])   # serial, parallel
+def test_relu_forward_kernel_matches_maximum(shape, dtype):
+    x = rand(shape, dtype)
+    flat = x.reshape(-1)
+    flat[::11], flat[1::13], flat[2::17] = np.nan, -0.0, 0.0
+    flat[3::19], flat[4::23] = np.inf, -np.inf
+    y = cpu_pool.relu_forward(x)
+    assert y.dtype == dtype and y.shape == shape
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert not np.signbit(y).any()                                     # -0 gives 0
+    out_f, _, _ = run(engine.relu, [x], True)
+    np.testing.assert_array_equal(out_f[0], np.maximum(x, 0))
+
+
+def test_relu_forward_kernel_takes_non_contiguous_input():
+    x = rand((400, 300)).T
+    np.testing.assert_array_equal(cpu_pool.relu_forward(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(engine.relu(engine.tensor(x)).numpy(), np.maximum(x, 0))
 
 
 def test_relu_backward_kernel_takes_broadcast_and_transposed_gradients():
