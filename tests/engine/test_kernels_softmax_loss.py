@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,3 +111,39 @@ def test_cross_entropy_unbatched_and_spatial_forms():
     np.testing.assert_allclose(one.item(), -np.log(np.exp(x[0, 2, 0]) /
                                                    np.exp(x[0, :, 0]).sum()))
     engine.gradcheck(lambda a: engine.cross_entropy(a, t, label_smoothing=0.1), [x])
+
+
+# ---------------------------------------------------------------- serial and parallel builds
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_serial_and_parallel_builds_agree(dtype, smoothing):
+    """Small logits take the serial kernels, large ones the parallel: the same values, and
+    the parallel path matches the reference formulas."""
+    from engine.kernels import cpu
+
+    rng = np.random.default_rng(0)
+    n, c = 700, 100                                    # above the parallel threshold
+    assert n * c >= cpu.CROSS_ENTROPY_PARALLEL_MIN
+    x = (3 * rng.standard_normal((n, c))).astype(dtype)
+    target = rng.integers(0, c, n)
+    target[::7] = -100
+    g = rng.standard_normal(n).astype(dtype)
+    g[1::5] = 0.0
+    outs = []
+    for fwd, bwd in ((cpu._cross_entropy_fwd_serial, cpu._cross_entropy_bwd_serial),
+                     (cpu._cross_entropy_fwd, cpu._cross_entropy_bwd)):
+        loss, lse, gx = np.empty(n, dtype), np.empty(n, dtype), np.empty_like(x)
+        fwd(x, target, -100, smoothing, loss, lse)
+        bwd(x, lse, target, g, -100, smoothing, gx)
+        outs.append((loss, lse, gx))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == dtype
+    assert (outs[0][0][::7] == 0).all() and (outs[0][2][1::5] == 0).all()
+
+    def fn(t):
+        return engine.cross_entropy(t, target, ignore_index=-100, label_smoothing=smoothing,
+                                    reduction="none")
+
+    rtol, atol = tolerances(dtype, float(np.abs(x).max()))
+    assert_fused_matches_reference(fn, [x], rtol, atol)
