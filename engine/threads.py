@@ -278,13 +278,18 @@ MIN_PAUSE, MAX_PAUSE = 0.02, 1.0
 MIN_JUDGED = 1e-4
 
 
-def run_split(work, n: int, threads: int) -> bool:
+def run_split(work, n: int, threads: int, judged: bool = True) -> bool:
     """Run ``work(lo, hi)`` over ``threads`` consecutive ranges of ``range(n)``: the calling
     thread takes the first range, the pool's workers the others, BLAS held to one thread
     meanwhile (a BLAS pool under each worker would oversubscribe the cores). An error in
     any range is raised once all have run. Returns False, having run nothing, when BLAS
     cannot be held, another thread is using the pool, or recent splits found the cores
-    busy (:class:`_Contention`): the caller then runs the work itself."""
+    busy (:class:`_Contention`): the caller then runs the work itself.
+
+    ``judged=False`` keeps the split out of :class:`_Contention`'s judgement (it still
+    obeys a pause): for work whose threads claim items from a shared counter, where a
+    worker that starts late leaves its items to the others and costs nothing, and the CPU
+    share tells nothing about the cores (it is low even on an idle machine)."""
     if time.perf_counter() < _Contention.pause_until:
         return False
     pool = _pool()
@@ -304,8 +309,9 @@ def run_split(work, n: int, threads: int) -> bool:
             finally:
                 cpu = time.thread_time() - cpu
                 errors = [worker.join() for worker in workers]
-            _Contention.record(time.perf_counter() - start,
-                               cpu + sum(worker.cpu for worker in workers), threads)
+            if judged:
+                _Contention.record(time.perf_counter() - start,
+                                   cpu + sum(worker.cpu for worker in workers), threads)
             for error in errors:
                 if error is not None:
                     raise error

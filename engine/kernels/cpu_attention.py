@@ -180,7 +180,9 @@ def _over_heads(work, n_heads: int, head_size: int) -> None:
 
     The threads claim heads one at a time from a shared counter instead of taking fixed
     ranges: on a machine whose cores are shared, a worker the scheduler starts late finds
-    the heads already done by the others, rather than making them wait for its half."""
+    the heads already done by the others, rather than making them wait for its half. So
+    such a split is not judged for contention (its CPU share is low even when the cores
+    are idle: a late worker finds few heads left)."""
     n_threads = min(numba.get_num_threads(), n_heads)
     if n_threads < 2 or n_heads * head_size < 1 << 15:
         work(0, n_heads)
@@ -193,5 +195,5 @@ def _over_heads(work, n_heads: int, head_size: int) -> None:
             work(r, r + 1)
             r = next(counter)
 
-    if not threads.run_split(claim, n_threads, n_threads):
+    if not threads.run_split(claim, n_threads, n_threads, judged=False):
         claim(0, n_heads)

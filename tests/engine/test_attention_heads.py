@@ -43,8 +43,8 @@ def test_a_late_thread_finds_the_heads_done(monkeypatch, two_threads):
     takes none (with fixed ranges it would still have had half of them to do)."""
     order = []
 
-    def calling_thread_first(work, n, n_threads):
-        order.append(("split", n, n_threads))
+    def calling_thread_first(work, n, n_threads, judged=True):
+        order.append(("split", n, n_threads, judged))
         for t in range(n_threads):
             work(t, t + 1)
         return True
@@ -53,7 +53,7 @@ def test_a_late_thread_finds_the_heads_done(monkeypatch, two_threads):
     monkeypatch.setattr(cpu_attention.numba, "get_num_threads", lambda: 3)
     calls, work = _recorder()
     cpu_attention._over_heads(work, 8, 1 << 13)
-    assert order == [("split", 3, 3)]
+    assert order == [("split", 3, 3, False)]         # self-balancing: not judged
     assert [lo for lo, _, _ in calls] == list(range(8))
 
 
@@ -72,7 +72,7 @@ def test_small_work_or_one_thread_runs_inline(monkeypatch):
 
 
 def test_without_a_blas_to_hold_the_calling_thread_runs_every_head(monkeypatch):
-    monkeypatch.setattr(threads, "run_split", lambda work, n, t: False)
+    monkeypatch.setattr(threads, "run_split", lambda work, n, t, judged: False)
     monkeypatch.setattr(cpu_attention.numba, "get_num_threads", lambda: 2)
     calls, work = _recorder()
     cpu_attention._over_heads(work, 6, 1 << 14)

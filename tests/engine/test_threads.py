@@ -274,6 +274,17 @@ def test_splits_whose_threads_did_not_run_side_by_side_pause_the_pool():
     assert threads.run_split(lambda lo, hi: ran.append(lo), 2, 2) and sorted(ran) == [0, 1]
 
 
+@needs_openblas
+def test_a_split_left_unjudged_neither_counts_nor_ignores_a_pause():
+    ran = []
+    for _ in range(threads.STRIKES + 1):                  # efficiency 0, not judged
+        assert threads.run_split(lambda lo, hi: time.sleep(0.002), 2, 2, judged=False)
+    assert threads._Contention.strikes == 0 and threads._Contention.pause is None
+    threads._Contention.pause_until = time.perf_counter() + 60.0
+    assert not threads.run_split(lambda lo, hi: ran.append(lo), 2, 2, judged=False)
+    assert ran == []
+
+
 def test_one_slow_split_among_efficient_ones_does_not_pause_the_pool():
     c = threads._Contention
     for _ in range(3):
