@@ -21,19 +21,22 @@ from engine.kernels.conv_reference import crop_hw, pad_hw
 
 # ----------------------------------------------------------------------------- max pooling
 def max_pool_forward(x, geo):
-    """y = max over each window and arg = the tap that holds it (the first max, and a NaN
-    wins as in PyTorch's kernel: update when v > best or v is NaN)."""
+    """y = max over each window's taps inside the input and arg = the tap that holds it
+    (the first max, and a NaN wins as in PyTorch's kernel: update when v > best or v is
+    NaN). A tap in the padding is never chosen, also where the window holds only -inf."""
     xp = backend.array_module(x)
     xpad = pad_hw(x, geo.pads, -np.inf)
-    y = arg = None
+    inside = pad_hw(xp.ones(geo.in_hw, dtype=bool), geo.pads, False)
+    y = arg = seen = None
     for k, idx in geo.taps():
-        v = xpad[idx]
+        v, here = xpad[idx], inside[idx]
         if y is None:
-            y, arg = v.copy(), xp.zeros(v.shape, dtype=np.int64)
+            y, arg, seen = v.copy(), xp.zeros(v.shape, dtype=np.int64), here
             continue
-        upd = (v > y) | xp.isnan(v)
+        upd = here & (~seen | (v > y) | xp.isnan(v))
         y = xp.where(upd, v, y)
         arg = xp.where(upd, k, arg)
+        seen = seen | here
     return y, arg
 
 

@@ -161,21 +161,27 @@ def test_max_pool_gradchecks_on_both_paths(case, fused):
         assert engine.gradgradcheck(lambda t: pool_fn(case)(t * t), (x,))
 
 
-def test_max_pool_ties_nan_and_minus_infinity_follow_pytorch():
+@pytest.mark.parametrize("fused", [True, False])
+def test_max_pool_ties_nan_and_minus_infinity_follow_pytorch(fused):
     x = np.zeros((1, 1, 4, 6))
     x[0, 0, 0, 1] = x[0, 0, 1, 0] = 1.0          # a tie in the first window: the first wins
     x[0, 0, 0, 2], x[0, 0, 1, 3] = np.nan, np.nan  # two NaNs: the last one read wins
     x[0, 0, 2:, 4:] = -np.inf                      # all -inf: the window's first element
-    y, idx = F.max_pool2d(engine.tensor(x), 2, return_indices=True)
+    with engine.use_fused(fused):
+        y, idx = F.max_pool2d(engine.tensor(x), 2, return_indices=True)
     np.testing.assert_array_equal(idx.numpy()[0, 0], [[1, 9, 4], [12, 14, 16]])
     assert np.isnan(y.numpy()[0, 0, 0, 1]) and y.numpy()[0, 0, 1, 2] == -np.inf
 
 
-def test_max_pool_window_in_the_padding_corner_takes_its_first_inside_element():
-    x = np.full((1, 1, 3, 3), -np.inf)
-    y, idx = F.max_pool2d(engine.tensor(x), 3, stride=2, padding=1, return_indices=True)
+@pytest.mark.parametrize("fused", [True, False])
+def test_max_pool_window_in_the_padding_corner_takes_its_first_inside_element(fused):
+    x = engine.tensor(np.full((1, 1, 3, 3), -np.inf), requires_grad=True)
+    with engine.use_fused(fused):
+        y, idx = F.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
+        y.backward(engine.tensor(np.arange(1.0, 5.0).reshape(1, 1, 2, 2)))
     np.testing.assert_array_equal(idx.numpy()[0, 0], [[0, 1], [3, 4]])
     assert np.all(y.numpy() == -np.inf)
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1, 2, 0], [3, 4, 0], [0, 0, 0]])
 
 
 # ----------------------------------------------------------------------------- ReLU
