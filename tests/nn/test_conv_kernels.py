@@ -161,6 +161,25 @@ def test_max_pool_gradchecks_on_both_paths(case, fused):
         assert engine.gradgradcheck(lambda t: pool_fn(case)(t * t), (x,))
 
 
+@pytest.mark.parametrize("case, two_by_two", [(POOL_CASES[0], True), ((2, 2, 0, 1, False), True),
+                                               (POOL_CASES[3], False), (POOL_CASES[6], False),
+                                               ((2, 2, 1, 1, False), False),
+                                               ((2, 1, 0, 1, False), False)], ids=str)
+def test_max_pool_2x2_at_stride_2_takes_its_own_kernel(monkeypatch, case, two_by_two):
+    calls = spy(monkeypatch, cpu_pool, ["_max_fwd_2x2", "_max_fwd"], [])
+    x = np.random.default_rng(4).integers(0, 3, (2, 3, 11, 10)).astype(np.float32)
+    x[0, 0, ::3, ::2] = np.nan                         # ties everywhere, NaNs, -inf
+    x[1, 2, :4, :5] = -np.inf
+    k, s, p, d, c = case
+    out, idx = F.max_pool2d(engine.tensor(x), k, s, p, d, ceil_mode=c, return_indices=True)
+    assert set(calls) == {"_max_fwd_2x2" if two_by_two else "_max_fwd"}
+    with engine.use_fused(False):
+        ref, ref_idx = F.max_pool2d(engine.tensor(x), k, s, p, d, ceil_mode=c,
+                                    return_indices=True)
+    np.testing.assert_array_equal(out.numpy(), ref.numpy())
+    np.testing.assert_array_equal(idx.numpy(), ref_idx.numpy())
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_max_pool_ties_nan_and_minus_infinity_follow_pytorch(fused):
     x = np.zeros((1, 1, 4, 6))
