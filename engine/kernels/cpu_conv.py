@@ -1,23 +1,24 @@
-"""2-D convolution on the CPU: col2im and the layouts as Numba kernels, the products on BLAS.
+"""2-D convolution on the CPU: one image at a time, im2col and col2im as Numba kernels, the
+products on BLAS, the images shared among the worker pool's threads.
 
-The same steps as the literal array code of :mod:`engine.kernels.conv_reference` (the
+The same functions as the literal array code of :mod:`engine.kernels.conv_reference` (the
 formulas are in :mod:`engine.ops.conv`), for NumPy arrays in float32 or float64, without
-its transposing copies and its one scatter per kernel tap:
+its padded copy, its transposing copies and its one scatter per kernel tap. Per image s:
 
-- im2col is NumPy's strided copy of the literal code's window view of the padded input,
-  which writes the columns (C·kh·kw, N·Ho·Wo) faster than the Numba loops tried (2.0 ms
-  against 2.7 ms and more for the 64 -> 128 layer of a CNN at 16 x 16, batch 32: the rows
-  are short, 16 values, and NumPy copies them with vector moves); a large copy is shared
-  among threads by input channel (NumPy lets go of the GIL while it copies);
-- the product per group is one GEMM over the whole batch, (O/g, K) × (K, N·Ho·Wo), shared
-  among threads by :func:`engine.threads.matmul`;
-- the (O, N·Ho·Wo) result goes to (N, O, Ho, Wo) with the bias added in the same pass, and
-  backward brings gy the other way, summing the bias gradient as it copies;
-- col2im adds the column gradients onto the input, one (image, channel) plane per task
-  (no two tasks write the same element, so no atomics), straight into the plane: each
-  tap's range of rows and columns inside it is computed up front, so the inner loop tests
-  no bounds and there is no padded plane to crop (1.8x faster than adding into a padded
-  copy and cropping it, for the 64 -> 128 layer of a CNN at 16 x 16, batch 32).
+- im2col writes the columns cols[s] (C·kh·kw, Ho·Wo) straight from x[s], zeros where a tap
+  falls in the padding (no padded copy of the input);
+- y[s] = W · cols[s] + b: the product writes the image's (O, Ho·Wo) block of the (N, O, Ho,
+  Wo) output itself, so there is no (O, N·Ho·Wo) matrix to transpose into it, and the bias
+  is added while the block is in cache;
+- backward reads gy[s] as the (O, Ho·Wo) matrix it is: gW += gy[s] · cols[s]ᵀ,
+  gb += Σ_p gy[s], and gx[s] = col2im(Wᵀ · gy[s]), the column gradients of one image
+  (C·kh·kw × Ho·Wo) added onto its planes while they are in cache. col2im computes each
+  tap's range of rows and columns inside the plane up front, so the inner loop tests no
+  bounds and there is no padded plane to crop.
+
+The images are split into one consecutive range per thread (:func:`engine.threads.run_split`,
+BLAS on one thread in each); each thread sums its own gW and gb, added up at the end. The
+columns are kept as (N, C·kh·kw, Ho·Wo) for the backward.
 
 ``geo`` is :class:`engine.ops.conv.ConvGeometry` (read by attribute).
 """
@@ -25,163 +26,197 @@ its transposing copies and its one scatter per kernel tap:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from engine import threads
-from engine.kernels.conv_reference import pad_hw, windows
-from engine.kernels.cpu_math import PARALLEL
+from engine.kernels.conv_reference import windows
+from engine.kernels.cpu_math import JIT
 
-# A copy of at least this many elements per thread is shared among threads.
+# Serial kernels that let go of the GIL: the pool's threads run them side by side.
+NOGIL = dict(JIT, nogil=True)
+# im2col alone is shared among threads only when each writes at least this many elements.
 SPLIT_COPY = 1 << 20
 
 
-@njit(**PARALLEL)
-def _col2im(gcols, gx, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
-    """gx[s, c] = Σ_{a,b} (column gradients of tap (a, b) placed at rows i·sh + a·dh - top,
-    columns j·sw + b·dw - left), one plane per task. Each tap's rows i and columns j that
-    land inside the plane are worked out before its loops (i ≥ ⌈(top - a·dh) / sh⌉ and
-    i·sh + a·dh - top < H, likewise for j), so the inner loop has no bounds to test and,
-    at stride 1, adds contiguous runs."""
-    n, c, h, w = gx.shape
+@njit(**NOGIL)
+def _col2im_image(gcols, gx, c, h, w, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
+    """gx[c] = Σ_{a,b} (column gradients of tap (a, b) placed at rows i·sh + a·dh - top,
+    columns j·sw + b·dw - left), for one image, both flat (C·kh·kw·Ho·Wo and C·H·W: flat
+    indices run 1.5x faster here than rows taken as views). Each tap's rows i and columns j
+    that land inside the plane are worked out before its loops (i ≥ ⌈(top - a·dh) / sh⌉
+    and i·sh + a·dh - top < H, likewise for j), so the inner loop has no bounds to test
+    and, at stride 1, adds contiguous runs."""
     hw = ho * wo
-    for t in prange(n * c):
-        s, ci = t // c, t % c
-        plane = gx[s, ci]
-        plane[:] = 0
+    gx[:] = 0
+    for ci in range(c):
         for a in range(kh):
             i_lo = max(0, (top - a * dh + sh - 1) // sh)
             i_hi = min(ho, (h - 1 + top - a * dh) // sh + 1)
             for b in range(kw):
                 j_lo = max(0, (left - b * dw + sw - 1) // sw)
                 j_hi = min(wo, (w - 1 + left - b * dw) // sw + 1)
-                src = gcols[(ci * kh + a) * kw + b]
-                v0 = b * dw - left
+                src = ((ci * kh + a) * kw + b) * hw
                 for i in range(i_lo, i_hi):
-                    row = plane[i * sh + a * dh - top]
-                    o = s * hw + i * wo
+                    o = src + i * wo
+                    d = (ci * h + i * sh + a * dh - top) * w + b * dw - left
                     if sw == 1:
                         for j in range(j_lo, j_hi):
-                            row[v0 + j] += src[o + j]
+                            gx[d + j] += gcols[o + j]
                     else:
                         for j in range(j_lo, j_hi):
-                            row[v0 + j * sw] += src[o + j]
-
-
-@njit(**PARALLEL)
-def _from_matrix(ym, bias, has_bias, y):
-    """y[s, o, :] = ym[o, s·HW:(s+1)·HW] (+ b[o])."""
-    n, o, hw = y.shape
-    for t in prange(n * o):
-        s, oc = t // o, t % o
-        src, dst = ym[oc, s * hw:(s + 1) * hw], y[s, oc]
-        if has_bias:
-            bo = bias[oc]
-            for p in range(hw):
-                dst[p] = src[p] + bo
-        else:
-            dst[:] = src
-
-
-@njit(**dict(PARALLEL, fastmath={"reassoc", "contract"}))
-def _to_matrix(gy, gym, gb):
-    """gym[o, s·HW:(s+1)·HW] = gy[s, o, :] and gb[o] = Σ_{s,p} gy[s, o, p]."""
-    n, o, hw = gy.shape
-    for oc in prange(o):
-        acc = gy.dtype.type(0)
-        for s in range(n):
-            src, dst = gy[s, oc], gym[oc, s * hw:(s + 1) * hw]
-            for p in range(hw):
-                v = src[p]
-                dst[p] = v
-                acc += v
-        gb[oc] = acc
-
-
-def im2col(x, geo):
-    """(N, C, H, W) -> cols (g, C/g·kh·kw, N·Ho·Wo), row (c, a, b), column (n, i, j)."""
-    n, c = x.shape[:2]
-    kh, kw = geo.kernel
-    win = windows(pad_hw(x, geo.pads), geo.kernel, geo.stride, geo.dilation, geo.out_hw)
-    win = win.transpose(1, 4, 5, 0, 2, 3)                       # (C, kh, kw, N, Ho, Wo)
-    cols = np.empty(win.shape, dtype=x.dtype)
-
-    def copy(lo, hi):
-        cols[lo:hi] = win[lo:hi]
-
-    parts = min(threads.get_num_threads(), cols.size // SPLIT_COPY, c)
-    if parts < 2 or not threads.run_split(copy, c, parts):
-        copy(0, c)
-    return cols.reshape(geo.groups, c // geo.groups * kh * kw, n * geo.out_hw[0]
-                        * geo.out_hw[1])
+                            gx[d + j * sw] += gcols[o + j]
 
 
 def _launch_geometry(geo):
     (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
-    return kh, kw, sh, sw, dh, dw, geo.pads[0], geo.pads[2]
+    return kh, kw, sh, sw, dh, dw, geo.pads[0], geo.pads[2], *geo.out_hw
 
 
-def _weight_matrix(W, groups: int):
-    """(O, C/g, kh, kw) -> (g, O/g, C/g·kh·kw)."""
-    return W.reshape(groups, W.shape[0] // groups, -1)
+def _per_image(work, n: int, size: int, per_thread: int | None = None) -> None:
+    """Run ``work(lo, hi)`` over the images ``range(n)``: one range per thread of the pool
+    when each gets at least ``per_thread`` of the work's ``size`` (flops by default), else
+    (or when the pool is busy or paused) all on the calling thread, BLAS on one thread."""
+    parts = min(threads.get_num_threads(), n, size // (per_thread or threads.SPLIT_FLOPS))
+    if parts < 2 or not threads.run_split(work, n, parts):
+        with threads.blas_threads(1):
+            work(0, n)
+
+
+def _grouped(W, groups: int):
+    """(O, C/g, kh, kw) -> (g, O/g, C/g·kh·kw), or the 2-D (O, C·kh·kw) for one group."""
+    wm = W.reshape(groups, W.shape[0] // groups, -1)
+    return wm[0] if groups == 1 else wm
+
+
+def _image_matrix(a, groups: int):
+    """(rows, cols) of one image -> (g, rows/g, cols), or itself for one group."""
+    return a if groups == 1 else a.reshape(groups, a.shape[0] // groups, a.shape[1])
+
+
+def _columns_writer(x, cols, geo):
+    """A function ``put(s)`` that writes cols[s] from x[s]: the window view of the image,
+    padded in a zeroed buffer of the calling thread whose border stays zero (one per
+    writer), copied by NumPy (vector moves along the rows, the GIL let go)."""
+    c, (kh, kw), (top, bottom, left, right) = x.shape[1], geo.kernel, geo.pads
+    (h, w), (ho, wo) = geo.in_hw, geo.out_hw
+    xpad = np.zeros((c, h + top + bottom, w + left + right), dtype=x.dtype)
+    win = windows(xpad, geo.kernel, geo.stride, geo.dilation, geo.out_hw)
+    win = win.transpose(0, 3, 4, 1, 2)                          # (C, kh, kw, Ho, Wo)
+
+    def put(s):
+        if any(geo.pads):
+            xpad[:, top:top + h, left:left + w] = x[s]
+            cols[s].reshape(c, kh, kw, ho, wo)[...] = win
+        else:
+            cols[s].reshape(c, kh, kw, ho, wo)[...] = windows(
+                x[s], geo.kernel, geo.stride, geo.dilation, geo.out_hw).transpose(0, 3, 4, 1, 2)
+    return put
+
+
+def _empty_columns(x, geo):
+    """cols (N, C·kh·kw, Ho·Wo), uninitialised."""
+    kh, kw = geo.kernel
+    return np.empty((x.shape[0], x.shape[1] * kh * kw, geo.out_hw[0] * geo.out_hw[1]),
+                    dtype=x.dtype)
+
+
+def im2col(x, geo):
+    """(N, C, H, W) -> cols (N, C·kh·kw, Ho·Wo), row (c, a, b), column (i, j) per image."""
+    cols = _empty_columns(x, geo)
+
+    def work(lo, hi):
+        put = _columns_writer(x, cols, geo)
+        for s in range(lo, hi):
+            put(s)
+
+    _per_image(work, x.shape[0], cols.size, SPLIT_COPY)
+    return cols
+
+
+def _forward(x, cols, W, b, n: int, geo):
+    """y[s] = W · cols[s] (+ b) per image, the columns first built from x[s] when x is
+    given."""
+    o, g = W.shape[0], geo.groups
+    hw = geo.out_hw[0] * geo.out_hw[1]
+    wm = _grouped(W, g)
+    y = np.empty((n, o) + tuple(geo.out_hw), dtype=cols.dtype)
+    ym = y.reshape(n, o, hw)
+    bias = None if b is None else b.reshape(o, 1)
+
+    def work(lo, hi):
+        put = None if x is None else _columns_writer(x, cols, geo)
+        for s in range(lo, hi):
+            if put is not None:
+                put(s)
+            np.matmul(wm, _image_matrix(cols[s], g), out=_image_matrix(ym[s], g))
+            if bias is not None:
+                ym[s] += bias
+
+    _per_image(work, n, 2 * W.size * hw * n)
+    return y
 
 
 def conv_from_cols(cols, W, b, n: int, geo):
-    """y = W · cols per group (+ b): (g, O/g, K) × (g, K, M) -> (N, O, Ho, Wo)."""
-    o = W.shape[0]
-    wm = _weight_matrix(W, geo.groups)
-    ym = threads.matmul(wm[0], cols[0]) if geo.groups == 1 else threads.matmul(wm, cols)
-    hw = geo.out_hw[0] * geo.out_hw[1]
-    y = np.empty((n, o) + tuple(geo.out_hw), dtype=cols.dtype)
-    _from_matrix(ym.reshape(o, n * hw), b if b is not None else np.empty(0, cols.dtype),
-                 b is not None, y.reshape(n, o, hw))
-    return y
+    """y = W · cols per image and group (+ b) -> (N, O, Ho, Wo)."""
+    return _forward(None, cols, W, b, n, geo)
 
 
 def conv_forward(x, W, b, geo):
     """(y, cols): the convolution and the columns its backward multiplies by."""
-    cols = im2col(x, geo)
-    return conv_from_cols(cols, W, b, x.shape[0], geo), cols
+    cols = _empty_columns(x, geo)
+    return _forward(x, cols, W, b, x.shape[0], geo), cols
 
 
-def _gy_matrix(gy, groups: int):
-    """(N, O, Ho, Wo) -> gym (g, O/g, N·Ho·Wo), and the bias gradient Σ_{n,i,j} gy (O,)."""
+def _backward(gy, W, cols, geo, need_x: bool, need_w: bool, need_b: bool):
+    """gx[s] = col2im(Wᵀ · gy[s]),  gW = Σ_s gy[s] · cols[s]ᵀ,  gb = Σ_{s,p} gy[s, :, p]
+    (those asked for), gW and gb summed per thread and then over the threads. gW is
+    summed as gWᵀ = Σ_s cols[s] · gy[s]ᵀ: BLAS runs that orientation 10% faster here."""
     n, o, ho, wo = gy.shape
-    gym = np.empty((o, n * ho * wo), dtype=gy.dtype)
-    gb = np.empty(o, dtype=gy.dtype)
-    _to_matrix(np.ascontiguousarray(gy).reshape(n, o, ho * wo), gym, gb)
-    return gym.reshape(groups, o // groups, -1), gb
-
-
-def _grad_weight(cols, gym, w_shape):
-    """gW = gym · colsᵀ per group, computed as (cols · gymᵀ)ᵀ: with the long N·Ho·Wo axis
-    inner to both, BLAS runs this orientation faster."""
-    gw_t = threads.matmul(cols, gym.transpose(0, 2, 1))         # (g, K, O/g)
-    return np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(w_shape)
-
-
-def _grad_input(gym, W, n: int, geo):
-    """gx = col2im(Wᵀ · gym) per group."""
     g, (_, cg, kh, kw) = geo.groups, W.shape
-    wt = _weight_matrix(W, g).transpose(0, 2, 1)                 # (g, K, O/g)
-    gcols = threads.matmul(wt[0], gym[0]) if g == 1 else threads.matmul(wt, gym)
-    gx = np.empty((n, cg * g) + tuple(geo.in_hw), dtype=gym.dtype)
-    _col2im(gcols.reshape(cg * g * kh * kw, -1), gx, *_launch_geometry(geo), *geo.out_hw)
-    return gx
+    gym = np.ascontiguousarray(gy).reshape(n, o, ho * wo)
+    wt = _grouped(W, g).swapaxes(-1, -2)                         # (g, C/g·kh·kw, O/g)
+    gx = np.empty((n, cg * g) + tuple(geo.in_hw), dtype=gy.dtype) if need_x else None
+    launch = _launch_geometry(geo)
+    sums = []
+
+    def work(lo, hi):
+        gw_t = np.zeros(wt.shape, dtype=gy.dtype) if need_w else None      # gWᵀ
+        gw_s = np.empty_like(gw_t) if need_w else None
+        gb = np.zeros(o, dtype=gy.dtype) if need_b else None
+        gcols = np.empty((cg * g * kh * kw, ho * wo), dtype=gy.dtype) if need_x else None
+        for s in range(lo, hi):
+            gy_s = _image_matrix(gym[s], g)                     # (g, O/g, Ho·Wo)
+            if need_w:                                          # the first image: gWᵀ itself
+                np.matmul(_image_matrix(cols[s], g), gy_s.swapaxes(-1, -2),
+                          out=gw_t if s == lo else gw_s)
+                if s > lo:
+                    gw_t += gw_s
+            if need_b:
+                gb += gym[s].sum(axis=1)
+            if need_x:
+                np.matmul(wt, gy_s, out=_image_matrix(gcols, g))
+                _col2im_image(gcols.reshape(-1), gx[s].reshape(-1), cg * g, *geo.in_hw,
+                              *launch)
+        sums.append((gw_t, gb))
+
+    _per_image(work, n, 2 * W.size * ho * wo * n * (need_x + need_w))
+    gW = (np.ascontiguousarray(sum(s[0] for s in sums).swapaxes(-1, -2)).reshape(W.shape)
+          if need_w else None)
+    gb = sum(s[1] for s in sums) if need_b else None
+    return gx, gW, gb
 
 
 def conv_backward(gy, W, cols, geo, need_x: bool, need_w: bool, need_b: bool):
     """(gx, gW, gb) of y = W · cols(x) + b, each None unless needed."""
-    gym, gb = _gy_matrix(gy, geo.groups)
-    gx = _grad_input(gym, W, gy.shape[0], geo) if need_x else None
-    gW = _grad_weight(cols, gym, W.shape) if need_w else None
-    return gx, gW, (gb if need_b else None)
+    return _backward(gy, W, cols, geo, need_x, need_w, need_b)
 
 
 def conv_transpose(gy, W, geo):
     """gx = col2im(Wᵀ · gy): the convolution's adjoint applied to gy."""
-    return _grad_input(_gy_matrix(gy, geo.groups)[0], W, gy.shape[0], geo)
+    return _backward(gy, W, None, geo, True, False, False)[0]
 
 
 def conv_weight_grad(x, gy, w_shape, geo):
     """gW = gy · cols(x)ᵀ."""
-    return _grad_weight(im2col(x, geo), _gy_matrix(gy, geo.groups)[0], w_shape)
+    W = np.empty(w_shape, dtype=gy.dtype)
+    return _backward(gy, W, im2col(x, geo), geo, False, True, False)[1]

@@ -247,24 +247,64 @@ def test_relu_backward_kernel_takes_broadcast_and_transposed_gradients():
     np.testing.assert_array_equal(x.grad.numpy(), (x.numpy() > 0).astype(np.float64))
 
 
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4)], ids=str)
-def test_im2col_shared_among_threads_equals_the_literal_columns(monkeypatch, case):
-    from engine import threads
+def geometry(shape, case):
     from engine.ops.conv import ConvGeometry, out_size
 
-    shape, _, k, s, p, d, g, _ = case
+    _, _, k, s, p, d, g, _ = case
     kh, kw = (k, k) if isinstance(k, int) else k
     (sh, sw), (ph, pw), (dh, dw) = [(v, v) if isinstance(v, int) else v for v in (s, p, d)]
-    geo = ConvGeometry((sh, sw), (ph, ph, pw, pw), (dh, dw), g, (kh, kw), shape[2:],
-                       (out_size(shape[2], kh, sh, ph, ph, dh),
-                        out_size(shape[3], kw, sw, pw, pw, dw)))
+    return ConvGeometry((sh, sw), (ph, ph, pw, pw), (dh, dw), g, (kh, kw), shape[2:],
+                        (out_size(shape[2], kh, sh, ph, ph, dh),
+                         out_size(shape[3], kw, sw, pw, pw, dw)))
+
+
+def split_among(monkeypatch, count):
+    """Let every conv share its images among ``count`` threads; the thread counts of the
+    splits are recorded in the returned list."""
+    from engine import threads
+
     monkeypatch.setattr(cpu_conv, "SPLIT_COPY", 1)
-    monkeypatch.setattr(threads, "_count", 3)
+    monkeypatch.setattr(threads, "SPLIT_FLOPS", 1)
+    monkeypatch.setattr(threads, "_count", count)
     monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
     parts = []
     real = threads.run_split
     monkeypatch.setattr(threads, "run_split",
                         lambda w, n, t: (parts.append(t), real(w, n, t))[1])
+    return parts
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4, 8, 9)], ids=str)
+def test_im2col_per_image_equals_the_literal_columns(monkeypatch, case):
+    shape = (5,) + case[0][1:]
+    geo = geometry(shape, case)
+    parts = split_among(monkeypatch, 3)
     x = rand(shape, np.float32)
-    np.testing.assert_array_equal(cpu_conv.im2col(x, geo), conv_reference.im2col(x, geo))
-    assert parts == [min(3, shape[1])]
+    ref = conv_reference.im2col(x, geo)                             # (g, K/g, N·Ho·Wo)
+    ref = ref.reshape(ref.shape[:2] + (5, -1)).transpose(2, 0, 1, 3).reshape(5, -1,
+                                                                            ref.shape[2] // 5)
+    np.testing.assert_array_equal(cpu_conv.im2col(x, geo), ref)
+    assert parts == [3]
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 2, 3, 4, 8)], ids=str)
+def test_conv2d_images_shared_among_threads_match_the_literal_code(monkeypatch, case):
+    parts = split_among(monkeypatch, 3)
+    arrays = conv_arrays(((7,) + case[0][1:],) + case[1:], np.float64, transposed=True)
+    rtol, atol = tolerances(np.float64, magnitude=10.0)
+    assert_fused_matches_reference(conv_fn(case), arrays, rtol, atol)
+    assert parts == [3, 3]                                  # the forward, the backward
+
+
+def test_conv2d_threads_sum_their_weight_and_bias_gradients(monkeypatch):
+    split_among(monkeypatch, 2)
+    x, W, b = (engine.tensor(a, requires_grad=True) for a in conv_arrays(CONV_CASES[0],
+                                                                          np.float64))
+    y = F.conv2d(x, W, b)
+    gy = rand(y.shape, seed=3)
+    y.backward(engine.tensor(gy))
+    cols = conv_reference.im2col(x.numpy(), geometry(x.shape, CONV_CASES[0]))[0]
+    gym = gy.transpose(1, 0, 2, 3).reshape(W.shape[0], -1)
+    np.testing.assert_allclose(W.grad.numpy().reshape(W.shape[0], -1), gym @ cols.T,
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), gy.sum(axis=(0, 2, 3)), rtol=1e-12)
