@@ -1,16 +1,19 @@
-"""2-D convolution on the CPU: one image at a time, im2col and col2im as Numba kernels, the
-products on BLAS, the images shared among the worker pool's threads.
+"""2-D convolution on the CPU: one image at a time, im2col as a NumPy copy, col2im as a
+Numba kernel, the products on BLAS, the images shared among the worker pool's threads.
 
 The same functions as the literal array code of :mod:`engine.kernels.conv_reference` (the
 formulas are in :mod:`engine.ops.conv`), for NumPy arrays in float32 or float64, without
-its padded copy, its transposing copies and its one scatter per kernel tap. Per image s:
+its padded copy of the batch, its transposing copies and its one scatter per kernel tap.
+Per image s:
 
-- im2col writes the columns cols[s] (C·kh·kw, Ho·Wo) straight from x[s], zeros where a tap
-  falls in the padding (no padded copy of the input);
+- im2col copies the window view of x[s] into the columns cols[s] (C·kh·kw, Ho·Wo); with
+  padding, x[s] is first copied into the middle of a zeroed buffer of the thread, whose
+  border stays zero (twice as fast here as a Numba loop writing the columns: the rows
+  are short, 16 values at 16 x 16, and NumPy copies them with vector moves);
 - y[s] = W · cols[s] + b: the product writes the image's (O, Ho·Wo) block of the (N, O, Ho,
   Wo) output itself, so there is no (O, N·Ho·Wo) matrix to transpose into it, and the bias
   is added while the block is in cache;
-- backward reads gy[s] as the (O, Ho·Wo) matrix it is: gW += gy[s] · cols[s]ᵀ,
+- backward reads gy[s] as the (O, Ho·Wo) matrix it is: gWᵀ += cols[s] · gy[s]ᵀ,
   gb += Σ_p gy[s], and gx[s] = col2im(Wᵀ · gy[s]), the column gradients of one image
   (C·kh·kw × Ho·Wo) added onto its planes while they are in cache. col2im computes each
   tap's range of rows and columns inside the plane up front, so the inner loop tests no
