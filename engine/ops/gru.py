@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from engine import kernels
 from engine.function import Function
-from engine.ops.lstm import step_threads
+from engine.ops.lstm import states_before, step_threads
 from engine.ops.rnn import fusable, recurrent_sequence
 from engine.tensor import Tensor
 
@@ -96,14 +96,8 @@ class GRUSequence(Function):
         gx2, gh2 = gxa.reshape(T * B, H3), gha.reshape(T * B, H3)
         gx = xp.matmul(gx2, W_ih).reshape(T, B, -1) if needs[0] else None
         gW_ih = xp.matmul(gx2.T, x2.reshape(T * B, -1)) if needs[2] else None
-        gW_hh = None
-        if needs[3]:                                         # H_prev: h₀ and out, shifted
-            h_prev = xp.empty_like(out)
-            if ctx.reverse:
-                h_prev[:-1], h_prev[-1] = out[1:], h0
-            else:
-                h_prev[1:], h_prev[0] = out[:-1], h0
-            gW_hh = xp.matmul(gh2.T, h_prev.reshape(T * B, -1))
+        gW_hh = (xp.matmul(gh2.T, states_before(xp, out, h0, ctx.reverse))
+                 if needs[3] else None)
         gb_ih = gx2.sum(axis=0) if needs[4] else None
         gb_hh = gh2.sum(axis=0) if needs[5] else None
         return gx, gh0, gW_ih, gW_hh, gb_ih, gb_hh

@@ -71,6 +71,17 @@ def step_threads(xp, rows: int, W):
     return contextlib.nullcontext()
 
 
+def states_before(xp, out, h0, reverse: bool):
+    """H_prev (T·B, H): the state h_{t-1} each step t started from, h₀ for the first step
+    taken (the last row block when ``reverse``); the factor of gW_hh = GAᵀ H_prev."""
+    h_prev = xp.empty_like(out)
+    if reverse:
+        h_prev[:-1], h_prev[-1] = out[1:], h0
+    else:
+        h_prev[1:], h_prev[0] = out[:-1], h0
+    return h_prev.reshape(-1, out.shape[-1])
+
+
 class LSTMSequence(Function):
     """(x, h₀, c₀, W_ih, W_hh, b_ih, b_hh) -> (output, h_n, c_n): one layer and direction
     of an LSTM over a whole sequence (formulas in the module docstring).
@@ -139,14 +150,8 @@ class LSTMSequence(Function):
         ga2 = ga.reshape(T * B, H4)                          # (T·B, 4H)
         gx = xp.matmul(ga2, W_ih).reshape(T, B, -1) if needs[0] else None
         gW_ih = xp.matmul(ga2.T, x2.reshape(T * B, -1)) if needs[3] else None
-        gW_hh = None
-        if needs[4]:                                         # H_prev: h₀ and out, shifted
-            h_prev = xp.empty_like(out)
-            if ctx.reverse:
-                h_prev[:-1], h_prev[-1] = out[1:], h0
-            else:
-                h_prev[1:], h_prev[0] = out[:-1], h0
-            gW_hh = xp.matmul(ga2.T, h_prev.reshape(T * B, -1))
+        gW_hh = (xp.matmul(ga2.T, states_before(xp, out, h0, ctx.reverse))
+                 if needs[4] else None)
         gb = ga2.sum(axis=0) if needs[5] or needs[6] else None
         return gx, gh0, gc if needs[2] else None, gW_ih, gW_hh, gb, gb
 
