@@ -271,9 +271,10 @@ def amin(input, dim=None, keepdim: bool = False) -> Tensor:
                      keepdims=keepdim, op="amin")
 
 
-def _along(op: str, x: Tensor, dim: int, keepdim: bool, pick):
-    """``(values, indices)`` of the element ``pick`` chooses along ``dim``: the values
-    gathered from ``x``, so the gradient goes to that one element."""
+def _along(op: str, x: Tensor, dim: int, keepdim: bool, pick: str):
+    """``(values, indices)`` of the element the array method ``pick`` ("argmax" or
+    "argmin") chooses along ``dim``: the values gathered from ``x``, so the gradient goes
+    to that one element."""
     if not isinstance(dim, int):
         raise TypeError(f"{op}: dim must be an int, got {dim!r}")
     if x.ndim == 0:
@@ -284,20 +285,13 @@ def _along(op: str, x: Tensor, dim: int, keepdim: bool, pick):
     dim = normalize_axis(dim, x.ndim, op)
     if x.shape[dim] == 0:
         raise IndexError(f"{op}: dim {dim} of shape {x.shape} is empty")
-    indices = Tensor._make(pick(x.data, dim), None, 0)       # (..., 1, ...)
+    chosen = getattr(x.data, pick)(axis=dim)
+    indices = Tensor._make(backend.array_module(x.data).expand_dims(chosen, dim), None, 0)
     values = gather(x, dim, indices)
     if not keepdim:
         shape = x.shape[:dim] + x.shape[dim + 1:]
         values, indices = values.reshape(shape), indices.reshape(shape)
     return values, indices
-
-
-def _argmax_keep(a, dim):
-    return backend.array_module(a).expand_dims(a.argmax(axis=dim), dim)
-
-
-def _argmin_keep(a, dim):
-    return backend.array_module(a).expand_dims(a.argmin(axis=dim), dim)
 
 
 @numpy_names
@@ -310,7 +304,7 @@ def max(input, dim=None, keepdim: bool = False):
     x = checks.tensor("max", "input", input)
     if dim is None:
         return Max.apply(x)
-    return return_types.max(*_along("max", x, dim, keepdim, _argmax_keep))
+    return return_types.max(*_along("max", x, dim, keepdim, "argmax"))
 
 
 @numpy_names
@@ -322,7 +316,7 @@ def min(input, dim=None, keepdim: bool = False):
     x = checks.tensor("min", "input", input)
     if dim is None:
         return Min.apply(x)
-    return return_types.min(*_along("min", x, dim, keepdim, _argmin_keep))
+    return return_types.min(*_along("min", x, dim, keepdim, "argmin"))
 
 
 @numpy_names
