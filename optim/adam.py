@@ -14,7 +14,7 @@ import importlib
 import numpy as np
 
 from engine import backend, kernels
-from optim.optimizer import Optimizer
+from optim.optimizer import Optimizer, check_nonnegative
 
 
 class Adam(Optimizer):
@@ -40,15 +40,10 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0, amsgrad: bool = False, *,
                  maximize: bool = False, decoupled_weight_decay: bool = False) -> None:
         name = type(self).__name__
-        if not 0.0 <= lr:
-            raise ValueError(f"{name}: invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"{name}: invalid epsilon value: {eps}")
+        check_nonnegative(name, lr=lr, eps=eps, weight_decay=weight_decay)
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{name}: invalid beta parameter at index {i}: {beta}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"{name}: invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay)

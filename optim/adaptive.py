@@ -15,7 +15,7 @@ root-mean-square, both corrected for their start at zero.
 from __future__ import annotations
 
 from engine import backend
-from optim.optimizer import Optimizer
+from optim.optimizer import Optimizer, check_nonnegative
 
 
 class Adagrad(Optimizer):
@@ -34,12 +34,8 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
                  eps: float = 1e-10, *, maximize: bool = False) -> None:
-        for key, value in (("learning rate", lr), ("lr_decay", lr_decay),
-                           ("weight_decay", weight_decay),
-                           ("initial_accumulator_value", initial_accumulator_value),
-                           ("epsilon", eps)):
-            if not 0.0 <= value:
-                raise ValueError(f"Adagrad: invalid {key} value: {value}")
+        check_nonnegative("Adagrad", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                          initial_accumulator_value=initial_accumulator_value, eps=eps)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value,
                         maximize=maximize)
@@ -86,10 +82,8 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  *, maximize: bool = False) -> None:
-        for key, value in (("learning rate", lr), ("epsilon", eps), ("momentum", momentum),
-                           ("weight_decay", weight_decay), ("alpha", alpha)):
-            if not 0.0 <= value:
-                raise ValueError(f"RMSprop: invalid {key} value: {value}")
+        check_nonnegative("RMSprop", lr=lr, eps=eps, momentum=momentum,
+                          weight_decay=weight_decay, alpha=alpha)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, maximize=maximize)
         super().__init__(params, defaults)
@@ -145,14 +139,9 @@ class Adadelta(Optimizer):
 
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0.0, *, maximize: bool = False) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"Adadelta: invalid learning rate: {lr}")
+        check_nonnegative("Adadelta", lr=lr, eps=eps, weight_decay=weight_decay)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Adadelta: invalid rho value: {rho}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Adadelta: invalid epsilon value: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Adadelta: invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
                         maximize=maximize)
         super().__init__(params, defaults)

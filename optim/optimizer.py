@@ -258,6 +258,18 @@ def _cast_state(key: str, value, p: Tensor):
     return Tensor._make(xp.array(arr, dtype=dtype, copy=True), None, 0)
 
 
+_WORDS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def check_nonnegative(optimizer: str, **values) -> None:
+    """Refuse a negative or NaN hyperparameter, in PyTorch's words: ``Adam: invalid
+    learning rate: -1.0``, ``SGD: invalid momentum value: -0.5``."""
+    for key, value in values.items():
+        if not 0.0 <= value:
+            raise ValueError(f"{optimizer}: invalid {_WORDS.get(key, key + ' value')}: "
+                             f"{value}")
+
+
 class SGD(Optimizer):
     """θ ← θ - α g  (docs/formulas.md, F1 gradient descent), with PyTorch's options, in
     PyTorch's order:
@@ -276,12 +288,7 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
                  *, maximize: bool = False) -> None:
-        if lr < 0.0:
-            raise ValueError(f"SGD: invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"SGD: invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"SGD: invalid weight_decay value: {weight_decay}")
+        check_nonnegative("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,

@@ -258,6 +258,10 @@ def test_optimizer_argument_errors():
         optim.Adadelta([p], rho=1.5)
     with pytest.raises(ValueError, match="Adadelta: invalid epsilon value"):
         optim.Adadelta([p], eps=-1e-6)
+    with pytest.raises(ValueError, match="SGD: invalid learning rate: nan"):
+        optim.SGD([p], lr=float("nan"))            # NaN is no more valid than a negative
+    with pytest.raises(ValueError, match="RMSprop: invalid learning rate: -1$"):
+        optim.RMSprop([p], lr=-1)                  # the same words in every optimizer
     with pytest.raises(TypeError, match="abstract"):
         optim.Optimizer([p], {})
 
