@@ -21,12 +21,17 @@ def leaf(a, device="cpu"):
     return t.requires_grad_()
 
 
+def leaves(arrays, device="cpu"):
+    """:func:`leaf` of each array."""
+    return [leaf(a, device) for a in arrays]
+
+
 def run(fn, arrays, fused_on, seed=0, device="cpu", upstream=None):
     """Outputs and input gradients of ``fn`` (random upstream gradient; the engine's
     generator reseeded, so both paths draw the same dropout masks)."""
     engine.manual_seed(seed)
     with engine.use_fused(fused_on):
-        ins = [leaf(a, device) for a in arrays]
+        ins = leaves(arrays, device)
         out = fn(*ins)
         outs = out if isinstance(out, tuple) else (out,)
         rng = np.random.default_rng(seed)

@@ -10,9 +10,11 @@ import pytest
 
 import engine
 import nn
-from engine import Tensor
 from engine.kernels import cpu_gru, cpu_rnn, cuda_rnn
 from engine.ops.gru import gru_sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from fused_paths import leaves, run  # noqa: E402
 
 
 def _arrays(T, B, n_in, H, seed, dtype=np.float64, bias=True, scale=1.0):
@@ -23,10 +25,6 @@ def _arrays(T, B, n_in, H, seed, dtype=np.float64, bias=True, scale=1.0):
     return [(scale * rng.standard_normal(s)).astype(dtype) for s in shapes]
 
 
-def _leaves(arrays):
-    return [Tensor._make(a, None, 0).requires_grad_() for a in arrays]
-
-
 def _call(reverse):
     def fn(x, h0, W_ih, W_hh, b_ih=None, b_hh=None):
         return gru_sequence(x, h0, W_ih, W_hh, b_ih, b_hh, reverse=reverse)
@@ -35,20 +33,15 @@ def _call(reverse):
 
 def _run(arrays, fused, reverse, seed=0):
     """Outputs and every input's gradient, random upstream gradients on both outputs."""
-    xs = _leaves([a.copy() for a in arrays])
-    with engine.use_fused(fused):
-        outs = _call(reverse)(*xs)
-    assert type(outs[0].grad_fn).__name__ == ("GRUSequence" if fused else "Stack")
-    rng = np.random.default_rng(seed)
-    engine.backward(list(outs), [Tensor._make(rng.standard_normal(o.shape).astype(o.dtype),
-                                              None, 0) for o in outs])
-    return [o.numpy() for o in outs] + [x.grad.numpy() for x in xs]
+    outs, grads, tensors = run(_call(reverse), [a.copy() for a in arrays], fused, seed)
+    assert type(tensors[0].grad_fn).__name__ == ("GRUSequence" if fused else "Stack")
+    return outs + grads
 
 
 @pytest.mark.parametrize("T", [1, 3, 6])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_gradcheck_sequence_op(T, reverse):
-    xs = _leaves(_arrays(T, 2, 3, 2, seed=T))
+    xs = leaves(_arrays(T, 2, 3, 2, seed=T))
     with engine.use_fused(True):
         assert type(_call(reverse)(*xs)[0].grad_fn).__name__ == "GRUSequence"
         engine.gradcheck(_call(reverse), xs)
@@ -57,7 +50,7 @@ def test_gradcheck_sequence_op(T, reverse):
 
 def test_two_layer_bidirectional_gru_is_one_op_per_layer_and_direction():
     m = nn.GRU(3, 2, num_layers=2, bidirectional=True).double()
-    x, h0 = _leaves([np.random.default_rng(2).standard_normal(s) for s in [(4, 2, 3),
+    x, h0 = leaves([np.random.default_rng(2).standard_normal(s) for s in [(4, 2, 3),
                                                                             (4, 2, 2)]])
     with engine.use_fused(True):
         out, h = m(x, h0)

@@ -2,6 +2,9 @@
 the op, the op against its literal twin, what it leaves untouched, where it is taken; the
 step's kernels (Numba on the CPU, array code for CuPy) against each other and NumPy."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numba import njit
@@ -12,6 +15,9 @@ from engine import Tensor
 from engine.kernels import cpu_rnn, cuda_rnn
 from engine.ops.lstm import lstm_sequence, lstm_sequence_reference
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from fused_paths import leaves, run  # noqa: E402
+
 
 def _arrays(T, B, n_in, H, seed, dtype=np.float64, bias=True, scale=1.0):
     """x, h0, c0, W_ih, W_hh[, b_ih, b_hh] drawn from N(0, scale²)."""
@@ -19,11 +25,6 @@ def _arrays(T, B, n_in, H, seed, dtype=np.float64, bias=True, scale=1.0):
     shapes = [(T, B, n_in), (B, H), (B, H), (4 * H, n_in), (4 * H, H)]
     shapes += [(4 * H,), (4 * H,)] if bias else []
     return [(scale * rng.standard_normal(s)).astype(dtype) for s in shapes]
-
-
-def _leaves(arrays):
-    """Leaf Tensors around the arrays themselves (no copy)."""
-    return [Tensor._make(a, None, 0).requires_grad_() for a in arrays]
 
 
 def _call(reverse):
@@ -34,21 +35,16 @@ def _call(reverse):
 
 def _run(arrays, fused, reverse, seed=0):
     """Outputs and every input's gradient, random upstream gradients on all three."""
-    xs = _leaves([a.copy() for a in arrays])
-    with engine.use_fused(fused):
-        outs = _call(reverse)(*xs)
-    assert type(outs[0].grad_fn).__name__ == ("LSTMSequence" if fused else "Stack")
-    rng = np.random.default_rng(seed)
-    engine.backward(list(outs), [Tensor._make(rng.standard_normal(o.shape).astype(o.dtype),
-                                              None, 0) for o in outs])
-    return [o.numpy() for o in outs] + [x.grad.numpy() for x in xs]
+    outs, grads, tensors = run(_call(reverse), [a.copy() for a in arrays], fused, seed)
+    assert type(tensors[0].grad_fn).__name__ == ("LSTMSequence" if fused else "Stack")
+    return outs + grads
 
 
 # ------------------------------------------------------------------ gradient checks
 @pytest.mark.parametrize("T", [1, 3, 6])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_gradcheck_sequence_op(T, reverse):
-    xs = _leaves(_arrays(T, 2, 3, 2, seed=T))
+    xs = leaves(_arrays(T, 2, 3, 2, seed=T))
     with engine.use_fused(True):
         out, h, c = _call(reverse)(*xs)
         assert type(out.grad_fn).__name__ == "LSTMSequence"
@@ -57,7 +53,7 @@ def test_gradcheck_sequence_op(T, reverse):
 
 
 def test_gradcheck_sequence_op_without_bias_and_unused_outputs():
-    xs = _leaves(_arrays(4, 3, 2, 3, seed=1, bias=False))
+    xs = leaves(_arrays(4, 3, 2, 3, seed=1, bias=False))
     with engine.use_fused(True):
         engine.gradcheck(_call(False), xs)
         engine.gradcheck(lambda *a: _call(True)(*a)[2], xs)              # c_n alone
@@ -66,7 +62,7 @@ def test_gradcheck_sequence_op_without_bias_and_unused_outputs():
 
 def test_one_bias_alone_fused_and_literal():
     arrays = _arrays(3, 2, 2, 2, seed=9)[:6]                  # b_ih without b_hh
-    xs = _leaves(arrays)
+    xs = leaves(arrays)
     results = []
     for fused in (True, False):
         with engine.use_fused(fused):
@@ -78,7 +74,7 @@ def test_one_bias_alone_fused_and_literal():
 
 def test_gradcheck_two_layer_bidirectional_lstm_with_states_is_fused():
     m = nn.LSTM(3, 2, num_layers=2, bidirectional=True).double()
-    x, h0, c0 = _leaves(_arrays(5, 2, 3, 2, seed=2)[:1] + [
+    x, h0, c0 = leaves(_arrays(5, 2, 3, 2, seed=2)[:1] + [
         np.random.default_rng(3).standard_normal((4, 2, 2)) for _ in range(2)])
     with engine.use_fused(True):
         out, (h, c) = m(x, (h0, c0))
@@ -100,7 +96,7 @@ def _count_nodes(t, name):
 
 
 def test_sequence_op_is_first_order_only_and_literal_twin_is_not():
-    xs = _leaves(_arrays(2, 1, 2, 2, seed=4))
+    xs = leaves(_arrays(2, 1, 2, 2, seed=4))
     with engine.use_fused(True):
         out, _, _ = _call(False)(*xs)
         with pytest.raises(RuntimeError, match="LSTMSequence"):
@@ -132,7 +128,7 @@ def test_fused_equals_literal_float32_saturated_gates(scale):
 def test_inputs_and_upstream_gradients_are_left_untouched():
     arrays = _arrays(5, 3, 4, 3, seed=6)
     before = [a.copy() for a in arrays]
-    xs = _leaves(arrays)
+    xs = leaves(arrays)
     rng = np.random.default_rng(7)
     with engine.use_fused(True):
         outs = _call(False)(*xs)
