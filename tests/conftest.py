@@ -1,4 +1,4 @@
-"""Shared fixtures: the device parameter and the Hypothesis profiles."""
+"""Shared fixtures: the device and kernel-path parameters and the Hypothesis profiles."""
 
 import os
 
@@ -36,6 +36,14 @@ def pytest_collection_modifyitems(config, items):
 def device(request):
     """Every device-aware test runs once per device; CUDA cases skip without a GPU."""
     return request.param
+
+
+@pytest.fixture(params=["fused", "reference"])
+def path(request):
+    """A test that takes ``path`` runs once with the fused kernels and once with the literal
+    reference formulas (``engine.use_fused``)."""
+    with engine.use_fused(request.param == "fused"):
+        yield request.param
 
 
 @pytest.fixture(autouse=True)

@@ -15,12 +15,6 @@ F = torch.nn.functional
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(params=["fused", "reference"])
-def path(request):
-    with engine.use_fused(request.param == "fused"):
-        yield request.param
-
-
 def tol(dtype):
     return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
 

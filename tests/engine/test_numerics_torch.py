@@ -15,12 +15,6 @@ F = torch.nn.functional
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(params=["fused", "reference"])
-def path(request):
-    with engine.use_fused(request.param == "fused"):
-        yield request.param
-
-
 def compare(ours, theirs, arrays, rtol, atol, seed=0):
     """Outputs and gradients (random upstream in the output's dtype) of ``ours``
     (engine) and ``theirs`` (torch); returns our outputs."""

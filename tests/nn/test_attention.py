@@ -44,12 +44,6 @@ def _mha_numpy(m, query, key, value, allowed=None, bias=None):
     return out, p
 
 
-@pytest.fixture(params=["fused", "reference"])
-def path(request):
-    with engine.use_fused(request.param == "fused"):
-        yield request.param
-
-
 # ------------------------------------------------------------------ construction
 def test_parameters_names_shapes_init():
     m = nn.MultiheadAttention(8, 2)

@@ -12,16 +12,10 @@ import engine
 import nn
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("path")]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from torch_parity import DTYPES, check  # noqa: E402
-
-@pytest.fixture(autouse=True, params=["fused", "literal"])
-def path(request):
-    with engine.use_fused(request.param == "fused"):
-        yield request.param
-
 
 CONV_CASES = [
     # in, out, kernel, stride, padding, dilation, groups, bias

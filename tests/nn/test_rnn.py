@@ -10,13 +10,6 @@ import engine
 import nn
 
 
-@pytest.fixture(params=["fused", "reference"])
-def path(request):
-    """Run a test with the fused LSTM step and with the literal reference formulas."""
-    with engine.use_fused(request.param == "fused"):
-        yield request.param
-
-
 def _t(shape, seed, requires_grad=True, scale=1.0):
     rng = np.random.default_rng(seed)
     return engine.tensor(scale * rng.standard_normal(shape), dtype=np.float64,
