@@ -46,6 +46,22 @@ def path(request):
         yield request.param
 
 
+@pytest.fixture
+def restore_threads():
+    """Put the engine's thread count, BLAS's and Numba's back after the test (they are
+    process-wide)."""
+    import numba
+
+    from engine import threads
+
+    count, blas, nb = threads._count, threads.get_blas_threads(), numba.get_num_threads()
+    yield
+    threads._count = count
+    if blas is not None:
+        threads.set_blas_threads(blas)
+    numba.set_num_threads(nb)
+
+
 @pytest.fixture(autouse=True)
 def _isolate_engine_state():
     """Each test starts with seed 0 and float32 default, whatever the previous one did."""

@@ -122,19 +122,6 @@ def test_run_split_raises_a_worker_error_after_every_range_ran():
 
 
 # ----------------------------------------------------------------------------- thread count
-@pytest.fixture
-def restore_threads():
-    """Put the engine's count, BLAS's count and Numba's count back after the test."""
-    import numba
-
-    count, blas, nb = threads._count, threads.get_blas_threads(), numba.get_num_threads()
-    yield
-    threads._count = count
-    if blas is not None:
-        threads.set_blas_threads(blas)
-    numba.set_num_threads(nb)
-
-
 @needs_openblas
 def test_set_num_threads_sets_the_engine_blas_and_numba_counts(restore_threads):
     import numba

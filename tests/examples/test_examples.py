@@ -41,19 +41,9 @@ def load_example(name: str):
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():
+def _restore_threads(restore_threads):
     """The examples set the engine's threads (BLAS's and Numba's too) for the whole
     process; undo it after each test."""
-    import numba
-
-    from engine import threads
-
-    count, blas, nb = threads._count, threads.get_blas_threads(), numba.get_num_threads()
-    yield
-    threads._count = count
-    if blas is not None:
-        threads.set_blas_threads(blas)
-    numba.set_num_threads(nb)
 
 
 def run(name: str, out: Path, *extra: str) -> dict:
