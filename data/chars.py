@@ -9,13 +9,14 @@ as :class:`data.text.Tokenizer` does. Sequences of its ids are padded with
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from data.text import JsonFileMixin
 
-class CharTokenizer:
+
+class CharTokenizer(JsonFileMixin):
     """Characters <-> indices for character-level models.
 
     ``CharTokenizer(chars=None, specials=(), unk_token=None, lower=False)``: the vocabulary
@@ -117,12 +118,3 @@ class CharTokenizer:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"CharTokenizer.from_json: not a CharTokenizer JSON ({exc})") \
                 from None
-
-    def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json(indent=1))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CharTokenizer:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_json(f.read())

@@ -40,7 +40,23 @@ def text_to_word_sequence(text: str, filters: str = KERAS_FILTERS, lower: bool =
     return [w for w in text.split(split) if w]
 
 
-class Tokenizer:
+class JsonFileMixin:
+    """``save(path)`` writes ``to_json`` (UTF-8), ``load(path)`` reads it back with
+    ``from_json``: the file form of a tokenizer's JSON."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_json` to ``path`` (UTF-8)."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json(indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """The tokenizer saved to ``path`` by :meth:`save`."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(f.read())
+
+
+class Tokenizer(JsonFileMixin):
     """Word-level vocabulary and text <-> index-sequence conversion (Keras semantics).
 
     Args:
@@ -243,15 +259,6 @@ class Tokenizer:
         tok.index_word = {i: w for w, i in tok.word_index.items()}
         return tok
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_json` to ``path`` (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json(indent=1))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Tokenizer:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_json(f.read())
 
 
 def pad_sequences(sequences, maxlen: int | None = None, dtype="int32", padding: str = "pre",
