@@ -59,6 +59,7 @@ flatnonzero argwhere ravel_multi_index unravel_index indices choose compress dia
 select sum prod mean var std nanmean nansum amax amin max min argmax argmin cumsum cumprod
 diff clip around dot vdot inner outer einsum tensordot trace all any
 count_nonzero isclose allclose array_equal sort argsort searchsorted bincount
+may_share_memory shares_memory
 result_type can_cast promote_types issubdtype finfo iinfo dtype""".split()
 _TYPES = """bool_ int8 int16 int32 int64 uint8 uint16 uint32 uint64 intp uintp float16
 float32 float64 complex64 complex128 generic number integer signedinteger unsignedinteger

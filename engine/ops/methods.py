@@ -59,7 +59,7 @@ FUNCTIONS = {
     # creation
     "new_tensor": factory.new_tensor, "new_zeros": factory.new_zeros,
     "new_ones": factory.new_ones, "new_empty": factory.new_empty,
-    "new_full": factory.new_full,
+    "new_full": factory.new_full, "multinomial": factory.multinomial,
 }
 
 
@@ -246,11 +246,12 @@ class TensorMethods:
         return shape.reshape(self, shape.size_args(shape_))
 
     def view(self, *shape_) -> Tensor:
-        """As :meth:`reshape` (arrays here reshape to views whenever NumPy can)."""
-        return shape.reshape(self, shape.size_args(shape_))
+        """``x.view(2, -1)``: the same memory seen with another shape. Where the strides
+        allow no such view, an error, as in PyTorch (:meth:`reshape` copies then)."""
+        return _view("view", self, shape.size_args(shape_))
 
     def view_as(self, other) -> Tensor:
-        return shape.reshape(self, other.shape)
+        return _view("view_as", self, other.shape)
 
     def reshape_as(self, other) -> Tensor:
         return shape.reshape(self, other.shape)
@@ -278,6 +279,20 @@ class TensorMethods:
     def where(self, condition, other) -> Tensor:
         """``self`` where ``condition`` holds, else ``other`` (PyTorch's ``x.where``)."""
         return compare.where(condition, self, other)
+
+
+def _view(op: str, x: Tensor, size) -> Tensor:
+    """``reshape``, refused where it had to copy (only a non-contiguous array can need
+    it: a copy shares no memory with ``x``)."""
+    out = shape.reshape(x, size)
+    a = x.data
+    if (a.size and not a.flags.c_contiguous
+            and not backend.array_module(a).may_share_memory(a, out.data)):
+        raise RuntimeError(
+            f"{op}: shape {tuple(out.shape)} is not compatible with the strides of the input "
+            f"of shape {x.shape} (a dim would span two separate blocks of memory); use "
+            ".reshape(...), which copies where it must")
+    return out
 
 
 def bind(cls) -> None:

@@ -284,3 +284,26 @@ def test_norm_gradient_at_zero_is_zero(p):
     assert np.all(x.grad.numpy() == 0)
     engine.gradcheck(lambda a: a.norm(p=p, dim=1), [engine.tensor(
         [[0.0, 0.0, 0.0], [0.5, -1.0, 2.0]], dtype=np.float64, requires_grad=True)])
+
+
+def test_view_shares_memory_or_refuses_as_pytorch():
+    """``view`` never copies: where the strides allow no view it raises, as PyTorch does,
+    instead of handing back a copy that in-place edits would not reach."""
+    x, t = engine.randn(3, 4), torch.randn(3, 4)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        t.t().view(12)
+    with pytest.raises(RuntimeError, match=r"view: shape \(12,\) .*\(4, 3\).*reshape"):
+        x.t().view(12)
+    with pytest.raises(RuntimeError, match="view_as"):
+        x.t().view_as(engine.zeros(12))
+    v = x.t().view(2, 2, 3)                     # splits a dim: a view in both libraries
+    assert t.t().view(2, 2, 3).shape == v.shape
+    v.add_(1.0)
+    np.testing.assert_array_equal(v.numpy().reshape(4, 3), x.t().numpy())
+    assert x.t().reshape(12).shape == (12,)     # reshape copies where it must
+
+
+def test_multinomial_is_a_tensor_method_too():
+    w = engine.tensor([0.0, 1.0, 0.0])
+    assert w.multinomial(2, replacement=True).numpy().tolist() == [1, 1]
+    assert torch.tensor([0.0, 1.0, 0.0]).multinomial(2, replacement=True).tolist() == [1, 1]

@@ -252,3 +252,12 @@ def test_fused_ops_dispatch_to_the_cuda_kernels_for_device_arrays(cuda):
         assert kernels.select(x.data).__name__ == "engine.kernels.cuda"
         assert kernels.select(x.cpu().data).__name__ == "engine.kernels.cpu"
     assert kernels.select(x.data) is kernels.reference
+
+
+def test_view_on_the_device_shares_memory_or_refuses(cuda):
+    x = engine.randn(3, 4).to("cuda")
+    with pytest.raises(RuntimeError, match=r"view: shape \(12,\) is not compatible"):
+        x.t().view(12)
+    v = x.t().view(2, 2, 3)
+    on_gpu(v)
+    np.testing.assert_array_equal(v.numpy().reshape(4, 3), x.t().numpy())
