@@ -154,8 +154,9 @@ def max_pool_gather(x, idx, geo):
 
 
 def max_pool_indices(idx, geo):
-    """The flat index h·W + w in its input plane of each window's maximum (int64)."""
-    return idx
+    """The flat index h·W + w in its input plane of each window's maximum (int64): a copy
+    of ``idx``, so that a write into it cannot reroute the gradient backward routes by it."""
+    return idx.copy()
 
 
 # ----------------------------------------------------------------------------- ReLU
