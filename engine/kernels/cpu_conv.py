@@ -97,23 +97,29 @@ def _image_matrix(a, groups: int):
 
 
 def _columns_writer(x, cols, geo):
-    """A function ``put(s)`` that writes cols[s] from x[s]: the window view of the image,
-    padded in a zeroed buffer of the calling thread whose border stays zero (one per
-    writer), copied by NumPy (vector moves along the rows, the GIL let go)."""
+    """A function ``put(s)`` that writes cols[s] from x[s]: the window view of the image
+    (C, kh, kw, Ho, Wo) copied by NumPy (vector moves along the rows, the GIL let go). With
+    padding, the view is of a zeroed buffer of the calling thread (one per writer) whose
+    middle takes x[s] and whose border stays zero."""
     c, (kh, kw), (top, bottom, left, right) = x.shape[1], geo.kernel, geo.pads
     (h, w), (ho, wo) = geo.in_hw, geo.out_hw
-    xpad = np.zeros((c, h + top + bottom, w + left + right), dtype=x.dtype)
-    win = windows(xpad, geo.kernel, geo.stride, geo.dilation, geo.out_hw)
-    win = win.transpose(0, 3, 4, 1, 2)                          # (C, kh, kw, Ho, Wo)
 
-    def put(s):
-        if any(geo.pads):
-            xpad[:, top:top + h, left:left + w] = x[s]
-            cols[s].reshape(c, kh, kw, ho, wo)[...] = win
-        else:
-            cols[s].reshape(c, kh, kw, ho, wo)[...] = windows(
-                x[s], geo.kernel, geo.stride, geo.dilation, geo.out_hw).transpose(0, 3, 4, 1, 2)
-    return put
+    def window_view(image):                                     # (C, kh, kw, Ho, Wo)
+        return windows(image, geo.kernel, geo.stride, geo.dilation,
+                       geo.out_hw).transpose(0, 3, 4, 1, 2)
+
+    if not any(geo.pads):
+        def put(s):
+            cols[s].reshape(c, kh, kw, ho, wo)[...] = window_view(x[s])
+        return put
+
+    xpad = np.zeros((c, h + top + bottom, w + left + right), dtype=x.dtype)
+    win = window_view(xpad)
+
+    def put_padded(s):
+        xpad[:, top:top + h, left:left + w] = x[s]
+        cols[s].reshape(c, kh, kw, ho, wo)[...] = win
+    return put_padded
 
 
 def _empty_columns(x, geo):

@@ -69,6 +69,14 @@ def _max_fwd(x, y, idx, planes, h, w, ho, wo, kh, kw, sh, sw, dh, dw, top, left)
                 idx[yb + i * wo + j] = arg[j]
 
 
+@njit(**JIT)
+def _keep_max(best, k, v, kv):
+    """(best, k) after the tap of value v at index kv: v wins when it is larger or NaN (the
+    first max, and a NaN wins, as in PyTorch's kernel)."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (kv if take else k)
+
+
 @njit(**PARALLEL)
 def _max_fwd_2x2(x, y, idx, planes, h, w, ho, wo):
     """:func:`_max_fwd` for 2 x 2 windows at stride 2 without padding (``MaxPool2d(2)``):
@@ -77,26 +85,15 @@ def _max_fwd_2x2(x, y, idx, planes, h, w, ho, wo):
     for p in prange(planes):
         xb, yb = p * h * w, p * ho * wo
         for i in range(ho):
-            r0 = 2 * i * w
-            r1 = r0 + w
             o = yb + i * wo
             for j in range(wo):
-                k = r0 + 2 * j
-                best = x[xb + k]
-                v = x[xb + k + 1]
-                take = (v > best) | (v != v)
-                best = v if take else best
-                k = k + 1 if take else k
-                v = x[xb + r1 + 2 * j]
-                take = (v > best) | (v != v)
-                best = v if take else best
-                k = r1 + 2 * j if take else k
-                v = x[xb + r1 + 2 * j + 1]
-                take = (v > best) | (v != v)
-                best = v if take else best
-                k = r1 + 2 * j + 1 if take else k
+                k = 2 * i * w + 2 * j                           # the window's first tap
+                best, arg = x[xb + k], k
+                best, arg = _keep_max(best, arg, x[xb + k + 1], k + 1)
+                best, arg = _keep_max(best, arg, x[xb + k + w], k + w)
+                best, arg = _keep_max(best, arg, x[xb + k + w + 1], k + w + 1)
                 y[o + j] = best
-                idx[o + j] = k
+                idx[o + j] = arg
 
 
 @njit(**PARALLEL)
@@ -127,8 +124,8 @@ def max_pool_forward(x, geo):
     (h, w), (ho, wo) = x.shape[-2:], geo.out_hw
     flat = (np.ascontiguousarray(x).reshape(-1), y.reshape(-1), idx.reshape(-1),
             y.size // (ho * wo), h, w, ho, wo)
-    if ((kh, kw, sh, sw, dh, dw) == (2, 2, 2, 2, 1, 1) and not any(geo.pads)
-            and 2 * ho <= h and 2 * wo <= w):
+    # no padding also means no window of ceil_mode's past the input (its extra is padding)
+    if (kh, kw, sh, sw, dh, dw) == (2, 2, 2, 2, 1, 1) and not any(geo.pads):
         _max_fwd_2x2(*flat)
     else:
         _max_fwd(*flat, kh, kw, sh, sw, dh, dw, geo.pads[0], geo.pads[2])
@@ -154,8 +151,9 @@ def max_pool_gather(x, idx, geo):
 
 
 def max_pool_indices(idx, geo):
-    """The flat index h·W + w in its input plane of each window's maximum (int64)."""
-    return idx
+    """The flat index h·W + w in its input plane of each window's maximum (int64): a copy
+    of ``idx``, so that a write into it cannot reroute the gradient backward routes by it."""
+    return idx.copy()
 
 
 # ----------------------------------------------------------------------------- ReLU

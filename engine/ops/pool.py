@@ -100,15 +100,18 @@ class MaxPool2dFunction(Function):
     """y[…, i, j] = max_{a,b} xpad[…, i·sh + a·dh, j·sw + b·dw]  (xpad padded with -inf)
 
     gx = gy routed to the element that held each max (the first one on ties, as PyTorch);
-    overlapping windows add up.
+    overlapping windows add up. With a list ``kept``, forward appends that element's index
+    to it (what ``return_indices`` gives, without a second pass over x).
     """
 
     ctx_arrays = ("arg",)
 
     @staticmethod
-    def forward(ctx, x, geo=None):
+    def forward(ctx, x, geo=None, kept=None):
         ctx.geo, ctx.impl = geo, select(x)
         y, ctx.arg = ctx.impl.max_pool_forward(x, geo)
+        if kept is not None:
+            kept.append(ctx.impl.max_pool_indices(ctx.arg, geo))
         return y
 
     @staticmethod
@@ -160,12 +163,11 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     checks.image("max_pool2d", input)
     geo = _geometry("max_pool2d", input.shape, kernel_size, stride, padding, dilation,
                     ceil_mode)
-    y = MaxPool2dFunction.apply(input, geo=geo)
     if not return_indices:
-        return y
-    impl = select(input.data)
-    arg = impl.max_pool_forward(input.data, geo)[1]
-    return y, Tensor._make(impl.max_pool_indices(arg, geo), None, 0)
+        return MaxPool2dFunction.apply(input, geo=geo)
+    kept = []
+    y = MaxPool2dFunction.apply(input, geo=geo, kept=kept)
+    return y, Tensor._make(kept[0], None, 0)
 
 
 # ----------------------------------------------------------------------------- average pooling

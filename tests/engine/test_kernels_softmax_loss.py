@@ -147,3 +147,19 @@ def test_cross_entropy_serial_and_parallel_builds_agree(dtype, smoothing):
 
     rtol, atol = tolerances(dtype, float(np.abs(x).max()))
     assert_fused_matches_reference(fn, [x], rtol, atol)
+
+
+@pytest.mark.parametrize("rows, serial", [(128, True), (700, False)])
+def test_cross_entropy_takes_the_build_its_logits_size_calls_for(monkeypatch, rows, serial):
+    from engine.kernels import cpu
+
+    calls = []
+    for name in ("_cross_entropy_fwd", "_cross_entropy_bwd", "_cross_entropy_fwd_serial",
+                 "_cross_entropy_bwd_serial"):
+        real = getattr(cpu, name)
+        monkeypatch.setattr(cpu, name, lambda *a, _r=real, _n=name: (calls.append(_n),
+                                                                     _r(*a))[1])
+    x = engine.tensor(np.random.default_rng(1).standard_normal((rows, 100)), requires_grad=True)
+    engine.cross_entropy(x, np.arange(rows) % 100).backward()
+    suffix = "_serial" if serial else ""
+    assert calls == ["_cross_entropy_fwd" + suffix, "_cross_entropy_bwd" + suffix]

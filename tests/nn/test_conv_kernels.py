@@ -203,6 +203,26 @@ def test_max_pool_window_in_the_padding_corner_takes_its_first_inside_element(fu
     np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1, 2, 0], [3, 4, 0], [0, 0, 0]])
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_max_pool_return_indices_runs_the_forward_once_and_owns_its_indices(monkeypatch,
+                                                                             fused):
+    calls = spy(monkeypatch, cpu_pool if fused else pool_reference, ["max_pool_forward"], [])
+    x = np.random.default_rng(7).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    xt = engine.tensor(x, requires_grad=True)
+    gy = np.random.default_rng(8).standard_normal((2, 3, 3, 2)).astype(np.float32)
+    with engine.use_fused(fused):
+        y, idx = F.max_pool2d(xt, 2, return_indices=True)
+        plain = F.max_pool2d(engine.tensor(x), 2)
+        assert calls == ["max_pool_forward", "max_pool_forward"]
+        expected = idx.numpy().copy()
+        idx[...] = 0                                   # the indices are the caller's
+        y.backward(engine.tensor(gy))
+    np.testing.assert_array_equal(y.numpy(), plain.numpy())
+    gx = np.zeros((2, 3, 30), dtype=np.float32)
+    np.put_along_axis(gx, expected.reshape(2, 3, 6), gy.reshape(2, 3, 6), axis=2)
+    np.testing.assert_array_equal(xt.grad.numpy(), gx.reshape(x.shape))
+
+
 # ----------------------------------------------------------------------------- ReLU
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (300, 400)])        # serial and parallel
