@@ -82,7 +82,9 @@ def conditions(results) -> str:
     n = threads["requested"]
     text = [f"{n} thread{'s' if n != 1 else ''} for each framework, each in a process of its "
             f"own ({used}). Each figure is the median of {results['repeats']} timed runs after "
-            f"warm-up, the frameworks taking turns run by run; xpgrad/PyTorch above 1: "
+            f"warm-up, the frameworks taking turns (a pause of {results['settle']} s, one "
+            f"untimed run, up to {results['block']} timed runs back to back); "
+            f"xpgrad/PyTorch above 1: "
             f"xpgrad is slower."]
     for phase in results["phases"]:
         load = (f"load average {_loadavg(phase['loadavg_start'])} at the start, "

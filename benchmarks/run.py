@@ -1,6 +1,6 @@
 """The whole benchmark suite in one run, on every available device, beside PyTorch.
 
-    python -m benchmarks [--threads N] [--hogs 1] [--out runs/benchmarks] [--repeats 10]
+    python -m benchmarks [--threads N] [--hogs 1] [--out runs/benchmarks] [--repeats 20]
                          [--smoke] [--skip-kernels] [--skip-sweep]
 
 xpgrad against PyTorch: four training steps (forward + backward + Adam: W1 MLP, W2 LSTM
@@ -13,8 +13,9 @@ two phases:
 - busy: ``--hogs`` busy-loop processes, started by the benchmark before the phase and
   stopped after it, compete for the cores, as other people's work does on a shared machine.
 
-The frameworks take turns run by run (one timed step of xpgrad, one of PyTorch, ...), so a
-change in the machine's load hits both alike. The load average at the start and the end of
+The frameworks take turns in blocks (:func:`alternate`: a few steps of xpgrad back to back,
+then a few of PyTorch, ...), so a change in the machine's load hits both alike while each
+runs its steps as a training loop does. The load average at the start and the end of
 each phase and the CPU time the hogs got are recorded beside the figures. The busy phase
 times the CPU only. Then, in this process with the same threads: the fused kernels and a
 size sweep that shows where the GPU overtakes the CPU. Every timed step has a warm-up
@@ -84,15 +85,30 @@ def devices(env, framework: str, phase: str) -> list[str]:
     return ["cpu"] + (["cuda"] if gpu and phase == "quiet" else [])
 
 
-def alternate(workers: dict, repeats: int, **request) -> dict[str, tuple[float, float]]:
-    """Each worker prepares the same step; then the workers take turns, one timed run
-    each, ``repeats`` times: framework -> (median, spread) in seconds."""
+# Turns: a worker's turn is a pause of SETTLE seconds, one untimed step, then up to BLOCK
+# timed steps back to back. A framework's idle threads may go on spinning after its step
+# (PyTorch's OpenMP threads spin for milliseconds); with turns of one step each, that spin
+# fell on the other framework's next timed step (measured on W4: PyTorch's threads took
+# about 5 ms of CPU from each of xpgrad's steps), and each framework's steps ran with its
+# own threads cold, unlike in a training loop. The pause lets the spin end; the untimed
+# step wakes the framework's own threads.
+BLOCK = 5
+SETTLE = 0.05
+
+
+def alternate(workers: dict, repeats: int, block: int = BLOCK, settle: float = SETTLE,
+              **request) -> dict[str, tuple[float, float]]:
+    """Each worker prepares the same step; then the workers take turns until each has
+    ``repeats`` timed runs, a turn being a pause of ``settle`` seconds, one untimed run
+    and up to ``block`` timed runs back to back: framework -> (median, spread) in
+    seconds."""
     for worker in workers.values():
         worker.prepare(**request)
     samples = {framework: [] for framework in workers}
-    for _ in range(repeats):
+    for done in range(0, repeats, block):
         for framework, worker in workers.items():
-            samples[framework].append(worker.time())
+            time.sleep(settle)
+            samples[framework] += worker.time(runs=min(block, repeats - done), lead=1)
     return {f: (statistics.median(s), max(s) - min(s)) for f, s in samples.items()}
 
 
@@ -190,7 +206,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"],
                         help="OMP_WAIT_POLICY for both frameworks (default: each its own)")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timed runs of each step per framework (default 20)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat (tests)")
     parser.add_argument("--skip-kernels", action="store_true")
@@ -212,6 +229,7 @@ def main(argv=None) -> dict:
 
     env = environment()
     results = {"environment": env, "smoke": args.smoke, "repeats": repeats,
+               "block": BLOCK, "settle": SETTLE,
                "warmup": warmup, "hogs": args.hogs}
     results.update(run_phases(env, args, scale, warmup, repeats, 50 if args.smoke else 1000))
     results["threads"]["requested"] = args.threads

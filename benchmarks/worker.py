@@ -11,10 +11,12 @@ requests, one JSON object per line on stdin, with one JSON line on stdout:
 - ``{"op": "prepare", "kind": "train", "workload": "W1", "device": "cpu", "scale": 1.0,
   "warmup": 3}`` or ``{"op": "prepare", "kind": "overhead", "backward": false, "n": 1000}``
   builds the step (a training step, or a chain of ``n`` adds) and runs its warm-up;
-- ``{"op": "time"}`` runs that step once, synchronized, -> ``{"seconds": ...}``.
+- ``{"op": "time", "runs": 5, "lead": 1}`` runs that step ``lead`` times untimed, then
+  ``runs`` times back to back, each synchronized and timed -> ``{"seconds": [...]}``.
 
-The parent alternates ``time`` requests between the frameworks, so that a change in the
-machine's load during a measurement hits both alike. The first line a worker writes is
+The parent alternates ``time`` requests between the frameworks (blocks of runs, see
+:func:`benchmarks.run.alternate`), so that a change in the machine's load during a
+measurement hits both alike. The first line a worker writes is
 its :func:`benchmarks.machine.thread_report`. :class:`Worker` is the parent's handle on
 such a process.
 """
@@ -80,7 +82,10 @@ def serve(framework: str, threads: int) -> None:
                 current = prepare(framework, request)
                 reply = {}
             elif request["op"] == "time" and current is not None:
-                reply = {"seconds": time_once(*current)}
+                for _ in range(request.get("lead", 0)):
+                    time_once(*current)
+                reply = {"seconds": [time_once(*current)
+                                     for _ in range(request.get("runs", 1))]}
             else:
                 raise ValueError(f"benchmark worker: unknown op {request['op']!r}, or "
                                  "'time' before 'prepare'")
@@ -133,9 +138,10 @@ class Worker:
     def prepare(self, **request) -> None:
         self.request(op="prepare", **request)
 
-    def time(self) -> float:
-        """Seconds of one run of the prepared step."""
-        return self.request(op="time")["seconds"]
+    def time(self, runs: int = 1, lead: int = 0) -> list[float]:
+        """Seconds of each of ``runs`` back-to-back runs of the prepared step, after
+        ``lead`` untimed ones."""
+        return self.request(op="time", runs=runs, lead=lead)["seconds"]
 
     def close(self) -> None:
         self.proc.stdin.close()

@@ -79,9 +79,9 @@ class FakeWorker:
     def prepare(self, **request):
         self.log.append((self.name, "prepare", request.get("device")))
 
-    def time(self):
-        self.log.append((self.name, "time"))
-        return self.seconds
+    def time(self, runs=1, lead=0):
+        self.log.append((self.name, "time", runs, lead))
+        return [self.seconds] * runs
 
 
 def test_phases_alternate_frameworks_and_time_the_gpu_only_when_quiet():
@@ -89,13 +89,17 @@ def test_phases_alternate_frameworks_and_time_the_gpu_only_when_quiet():
     log = []
     workers = {"xpgrad": FakeWorker("xpgrad", log, 0.004),
                "pytorch": FakeWorker("pytorch", log, 0.002)}
-    quiet, _ = run.measure_phase(workers, env, "quiet", 0.05, 1, 3, 10)
+    repeats = run.BLOCK + 2
+    quiet, _ = run.measure_phase(workers, env, "quiet", 0.05, 1, repeats, 10)
     assert {(r["workload"], r["device"]) for r in quiet} == \
         {(w, d) for w in workloads.WORKLOADS for d in ("cpu", "cuda")}
     assert all(r["ms"] == pytest.approx(4.0 if r["framework"] == "xpgrad" else 2.0)
                for r in quiet)
-    timed = [entry[0] for entry in log if entry[1] == "time"]
-    assert timed[:6] == ["xpgrad", "pytorch"] * 3         # turns, not blocks
+    # turns of a block of runs each, every turn after one untimed run, until each has
+    # ``repeats`` timed runs
+    timed = [entry for entry in log if entry[1] == "time"]
+    assert timed[:4] == [("xpgrad", "time", run.BLOCK, 1), ("pytorch", "time", run.BLOCK, 1),
+                         ("xpgrad", "time", 2, 1), ("pytorch", "time", 2, 1)]
     log.clear()
     busy, overhead = run.measure_phase(workers, env, "busy", 0.05, 1, 3, 10)
     assert {r["device"] for r in busy} == {"cpu"}
@@ -160,7 +164,8 @@ def test_worker_reports_bad_requests_by_name():
         with pytest.raises(RuntimeError, match="(?s)worker \\(xpgrad\\).*unknown op 'sweep'"):
             worker.request(op="sweep")
         worker.prepare(kind="overhead", backward=True, n=5)
-        assert worker.time() > 0
+        times = worker.time(runs=3, lead=1)
+        assert len(times) == 3 and all(t > 0 for t in times)
 
 
 @pytest.mark.torch
