@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from engine import kernels
 from engine.function import Function
-from engine.ops.lstm import states_before, step_threads
+from engine.ops.lstm import products, states_before
 from engine.ops.rnn import fusable, recurrent_sequence
 from engine.tensor import Tensor
 
@@ -47,7 +47,8 @@ class GRUSequence(Function):
         T, B, n_in = x.shape
         H = W_hh.shape[1]
         x2 = x.reshape(T * B, n_in)                          # (T·B, I)
-        act = xp.matmul(x2, W_ih.T)                          # (T·B, 3H): XA, then [r,z,n]
+        matmul, one_blas_thread = products(xp)
+        act = matmul(x2, W_ih.T)                             # (T·B, 3H): XA, then [r,z,n]
         if b_ih is not None:
             act += b_ih
         act = act.reshape(T, B, 3 * H)
@@ -57,9 +58,9 @@ class GRUSequence(Function):
         ha = xp.empty((B, 3 * H), dtype=x.dtype)
         W_hh_T = W_hh.T                                      # (H, 3H)
         h = xp.ascontiguousarray(h0)
-        with step_threads(xp, B, W_hh):
+        with one_blas_thread:
             for t in (range(T - 1, -1, -1) if reverse else range(T)):
-                xp.matmul(h, W_hh_T, out=ha)
+                matmul(h, W_hh_T, out=ha)
                 impl.gru_cell_forward(xp, act[t], ha, b_hh, h, hn[t], out[t])
                 h = out[t]
         ctx.reverse = reverse
@@ -81,22 +82,23 @@ class GRUSequence(Function):
         order = range(T) if ctx.reverse else range(T - 1, -1, -1)
         first = order[-1]                                    # the step the forward took first
         step = 1 if ctx.reverse else -1                      # from t to the step before it
-        with step_threads(xp, B, W_hh):
+        matmul, one_blas_thread = products(xp)
+        with one_blas_thread:
             for k, t in enumerate(order):
                 if k == 0:
                     gh[...] = gh_n
                 else:
-                    xp.matmul(gha[t - step], W_hh, out=gh)  # (B, 3H) @ (3H, H)
+                    matmul(gha[t - step], W_hh, out=gh)     # (B, 3H) @ (3H, H)
                     gh += gh_direct
                 gh += gout[t]
                 h_before = h0c if t == first else out[t + step]
                 impl.gru_cell_backward(xp, gh, act[t], hn[t], h_before, gxa[t], gha[t],
                                        gh_direct)
-            gh0 = gh_direct + xp.matmul(gha[first], W_hh) if needs[1] else None
+            gh0 = gh_direct + matmul(gha[first], W_hh) if needs[1] else None
         gx2, gh2 = gxa.reshape(T * B, H3), gha.reshape(T * B, H3)
-        gx = xp.matmul(gx2, W_ih).reshape(T, B, -1) if needs[0] else None
-        gW_ih = xp.matmul(gx2.T, x2.reshape(T * B, -1)) if needs[2] else None
-        gW_hh = (xp.matmul(gh2.T, states_before(xp, out, h0, ctx.reverse))
+        gx = matmul(gx2, W_ih).reshape(T, B, -1) if needs[0] else None
+        gW_ih = matmul(gx2.T, x2.reshape(T * B, -1)) if needs[2] else None
+        gW_hh = (matmul(gh2.T, states_before(xp, out, h0, ctx.reverse))
                  if needs[3] else None)
         gb_ih = gx2.sum(axis=0) if needs[4] else None
         gb_hh = gh2.sum(axis=0) if needs[5] else None

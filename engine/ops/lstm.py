@@ -39,10 +39,6 @@ from engine.ops.rnn import fusable, lstm_cell_reference, unbind
 from engine.ops.join import stack
 from engine.tensor import Tensor
 
-# Per-step products up to this many multiply-adds run BLAS on one thread: splitting a small
-# product over threads costs more in hand-offs than it saves, and stalls on a busy machine.
-SMALL_STEP_PRODUCT = 1 << 22
-
 
 def lstm_sequence_reference(x: Tensor, h0: Tensor, c0: Tensor, W_ih: Tensor, W_hh: Tensor,
                             b_ih: Tensor | None = None, b_hh: Tensor | None = None,
@@ -64,11 +60,14 @@ def lstm_sequence_reference(x: Tensor, h0: Tensor, c0: Tensor, W_ih: Tensor, W_h
     return stack(hs, dim=0), h, c
 
 
-def step_threads(xp, rows: int, W):
-    """One BLAS thread for the per-step products when they are small (NumPy only)."""
-    if xp is np and rows * W.size <= SMALL_STEP_PRODUCT:
-        return threads.blas_threads(1)
-    return contextlib.nullcontext()
+def products(xp):
+    """(matmul, context) for a sequence op's products: on NumPy arrays
+    :func:`engine.threads.matmul` (BLAS on one thread, a large product shared among the
+    engine's threads), inside a context that holds BLAS at one thread so that the many
+    small per-step products skip setting it each; on CuPy ``xp.matmul``."""
+    if xp is np:
+        return threads.matmul, threads.blas_threads(1)
+    return xp.matmul, contextlib.nullcontext()
 
 
 def states_before(xp, out, h0, reverse: bool):
@@ -99,7 +98,8 @@ class LSTMSequence(Function):
         T, B, n_in = x.shape
         H = W_hh.shape[1]
         x2 = x.reshape(T * B, n_in)                          # (T·B, I)
-        act = xp.matmul(x2, W_ih.T)                          # (T·B, 4H): XA, then [i,f,g,o]
+        matmul, one_blas_thread = products(xp)
+        act = matmul(x2, W_ih.T)                             # (T·B, 4H): XA, then [i,f,g,o]
         for b in (b_ih, b_hh):
             if b is not None:
                 act += b
@@ -109,9 +109,9 @@ class LSTMSequence(Function):
         W_hh_T = W_hh.T                                      # (H, 4H)
         h, c = xp.ascontiguousarray(h0), xp.ascontiguousarray(c0)
         order = range(T - 1, -1, -1) if reverse else range(T)
-        with step_threads(xp, B, W_hh):
+        with one_blas_thread:
             for t in order:
-                xp.matmul(h, W_hh_T, out=ha)
+                matmul(h, W_hh_T, out=ha)
                 impl.lstm_cell_forward(xp, act[t], ha, c, c_all[t], tanh_c[t], out[t])
                 h, c = out[t], c_all[t]
         ctx.reverse = reverse
@@ -135,22 +135,23 @@ class LSTMSequence(Function):
         order = range(T) if ctx.reverse else range(T - 1, -1, -1)
         first = order[-1]                                    # the step the forward took first
         step = 1 if ctx.reverse else -1                      # from t to the step before it
-        with step_threads(xp, B, W_hh):
+        matmul, one_blas_thread = products(xp)
+        with one_blas_thread:
             for k, t in enumerate(order):
                 if k == 0:
                     gh[...] = gh_n
                 else:
-                    xp.matmul(ga[t - step], W_hh, out=gh)   # (B, 4H) @ (4H, H)
+                    matmul(ga[t - step], W_hh, out=gh)      # (B, 4H) @ (4H, H)
                 gh += gout[t]
                 c_before = c0 if t == first else c_all[t + step]
                 impl.lstm_cell_backward(xp, gh, gc, act[t], c_before, tanh_c[t], ga[t],
                                         gc_prev)
                 gc, gc_prev = gc_prev, gc
-            gh0 = xp.matmul(ga[first], W_hh) if needs[1] else None
+            gh0 = matmul(ga[first], W_hh) if needs[1] else None
         ga2 = ga.reshape(T * B, H4)                          # (T·B, 4H)
-        gx = xp.matmul(ga2, W_ih).reshape(T, B, -1) if needs[0] else None
-        gW_ih = xp.matmul(ga2.T, x2.reshape(T * B, -1)) if needs[3] else None
-        gW_hh = (xp.matmul(ga2.T, states_before(xp, out, h0, ctx.reverse))
+        gx = matmul(ga2, W_ih).reshape(T, B, -1) if needs[0] else None
+        gW_ih = matmul(ga2.T, x2.reshape(T * B, -1)) if needs[3] else None
+        gW_hh = (matmul(ga2.T, states_before(xp, out, h0, ctx.reverse))
                  if needs[4] else None)
         gb = ga2.sum(axis=0) if needs[5] or needs[6] else None
         return gx, gh0, gc if needs[2] else None, gW_ih, gW_hh, gb, gb

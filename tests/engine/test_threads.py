@@ -296,3 +296,31 @@ def test_the_pause_doubles_up_to_its_maximum_and_an_efficient_split_resets_it():
     c.pause_until = 0.0
     c.record(elapsed=threads.MIN_JUDGED / 2, cpu=0.0, threads=2)   # too short to judge
     assert c.pause is None and c.pause_until == 0.0
+
+
+@needs_openblas
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_sequence_ops_run_every_product_on_one_blas_thread(monkeypatch, restore_threads,
+                                                            cell):
+    """The whole-sequence LSTM/GRU ops multiply through the engine's products: BLAS on one
+    thread in every call (BLAS's own threads spin while they wait, and collapse when the
+    cores are shared), the large products shared among the pool's threads."""
+    import engine
+    import nn
+
+    engine.set_num_threads(2)                           # BLAS's count is 2 outside
+    counts, parts = [], []
+    real_matmul, real_split = np.matmul, threads.run_split
+    monkeypatch.setattr(np, "matmul", lambda *a, **k: (
+        counts.append(threads.get_blas_threads()), real_matmul(*a, **k))[1])
+    monkeypatch.setattr(threads, "run_split",
+                        lambda w, n, t: (parts.append(t), real_split(w, n, t))[1])
+    monkeypatch.setattr(threads, "SPLIT_FLOPS", 2000)   # the small test sizes split too
+    engine.manual_seed(0)
+    layer = getattr(nn, cell)(8, 6, batch_first=True)
+    x = engine.randn(3, 5, 8, requires_grad=True)
+    out, _ = layer(x)
+    out.sum().backward()
+    assert counts and set(counts) == {1}
+    assert parts                                        # the XA and gradient products
+    assert threads.get_blas_threads() == 2
