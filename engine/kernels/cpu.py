@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from engine import threads  # noqa: F401  (idle OpenMP threads sleep once the pool starts)
+from engine import threads  # (also: idle OpenMP threads sleep once the pool starts)
 from engine.kernels import cpu_attention
 from engine.kernels.cpu_math import (
     JIT, JIT_SUM, PARALLEL, exp_shifted_sum, row_dot, row_max, row_sum, sum_exp_shifted, vexp,
@@ -294,10 +294,14 @@ def attention_backward(xp, saved, gout, gp_weights, causal: bool, drop, scale: f
 # float against a float32 array), with no fused multiply-add or reassociation: the result
 # equals the literal update bit for bit in float32 and float64.
 #
-# The loop runs on the calling thread: it is bound by memory traffic (about 40 GB/s on one
-# core), and splitting a 1.3M-element parameter over two threads was 2x slower, not faster,
-# as soon as another process held the second core.
+# The loop is bound by memory traffic. A large parameter's elements are shared among the
+# engine's worker pool (:func:`engine.threads.run_split`, one range per thread, at least
+# ADAM_SPLIT elements each): an embedding's 1.3M-element update took 4 ms per step on one
+# thread inside a training step (its arrays no longer in cache). Under OpenMP (Numba's
+# prange) the same split was 2x slower as soon as another process held the second core;
+# the pool's contention judge runs the update on the calling thread then.
 DECAY_NONE, DECAY_L2, DECAY_DECOUPLED = 0, 1, 2
+ADAM_SPLIT = 1 << 18
 
 
 @njit(nogil=True, **JIT)
@@ -335,7 +339,15 @@ def adam_step(p, g, m, v, v_max, *, step: int, lr: float, beta1: float, beta2: f
     f = p.dtype.type
     kind = DECAY_NONE if weight_decay == 0 else (DECAY_DECOUPLED if decoupled else DECAY_L2)
     flat = p.reshape(-1)
-    _adam(flat, np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
-          flat if v_max is None else v_max.reshape(-1), v_max is not None, bool(maximize),
-          kind, f(weight_decay), f(1.0 - lr * weight_decay), f(lr), f(beta1), f(1.0 - beta1),
-          f(beta2), f(1.0 - beta2), f(1.0 - beta1 ** step), f(1.0 - beta2 ** step), f(eps))
+    arrays = (flat, np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1),
+              flat if v_max is None else v_max.reshape(-1))
+    scalars = (v_max is not None, bool(maximize), kind, f(weight_decay),
+               f(1.0 - lr * weight_decay), f(lr), f(beta1), f(1.0 - beta1), f(beta2),
+               f(1.0 - beta2), f(1.0 - beta1 ** step), f(1.0 - beta2 ** step), f(eps))
+
+    def update(lo, hi):
+        _adam(*(a[lo:hi] for a in arrays), *scalars)
+
+    parts = min(threads.get_num_threads(), flat.size // ADAM_SPLIT)
+    if parts < 2 or not threads.run_split(update, flat.size, parts):
+        update(0, flat.size)

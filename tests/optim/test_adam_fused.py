@@ -203,3 +203,31 @@ def test_device_arrays_take_the_literal_step_with_fusion_on(monkeypatch, kernel_
         results.append(p.numpy())
     assert kernel_calls == [(3, 4), (3, 4)]
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("kw", [OPTIONS[0], OPTIONS[-1]])
+def test_a_large_parameter_shared_among_threads_gives_the_same_bits(monkeypatch,
+                                                                     restore_threads, kw):
+    """Parameters of ADAM_SPLIT elements or more are updated in ranges over the worker
+    pool; the update is element by element, so the bits equal the literal step's."""
+    from engine import threads
+
+    engine.set_num_threads(2)
+    monkeypatch.setattr(cpu, "ADAM_SPLIT", 1000)
+    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
+    monkeypatch.setattr(threads, "MIN_JUDGED", 1.0)     # no pause from these tiny splits
+    parts = []
+    real = threads.run_split
+
+    def run_split(work, n, t):
+        ran = real(work, n, t)
+        parts.append((n, t, ran))
+        return ran
+
+    monkeypatch.setattr(threads, "run_split", run_split)
+    fused = _trajectory(True, (3, 1001), np.float32, kw)
+    assert parts and set(parts) == {(3003, 2, True)}
+    parts.clear()
+    _assert_identical(fused, _trajectory(False, (3, 1001), np.float32, kw))
+    _trajectory(True, (999,), np.float32, kw)
+    assert parts == []                                  # below ADAM_SPLIT: one thread
