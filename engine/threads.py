@@ -334,9 +334,13 @@ def pool_started() -> bool:
 # ----------------------------------------------------------------------------- matrix products
 # A product is shared among threads only when each gets at least this many flops
 # (2·m·n·k): about 30 µs of one thread's BLAS at the 130 Gflop/s measured here for the
-# workloads' products, against a hand-off to a worker and back of 5 to 20 µs (measured:
-# about 5 µs with the cores idle, 20 µs with them shared). A smaller part would spend
-# about as long handing off as it saves.
+# workloads' products, against a hand-off to a worker and back of 5 to 20 µs when the
+# worker's core is awake (measured: about 5 µs with the cores idle, 20 µs with them
+# shared). A smaller part would spend about as long handing off as it saves. Between the
+# products of a small model's step the worker's core goes idle, and waking it costs more
+# (on a two-core virtual machine, in an MLP's step: 20-40 µs for the wake-up call, the
+# worker's part starting 60-100 µs after the split began); splits that lose that way are
+# caught by :class:`_Contention`, which then keeps the products on the calling thread.
 SPLIT_FLOPS = 4_000_000
 
 
