@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from engine import threads  # (also: idle OpenMP threads sleep once the pool starts)
+from engine import threads  # importing it also makes idle OpenMP threads sleep
 from engine.kernels import cpu_attention
 from engine.kernels.cpu_math import (
     JIT, JIT_SUM, PARALLEL, exp_shifted_sum, row_dot, row_max, row_sum, sum_exp_shifted, vexp,
