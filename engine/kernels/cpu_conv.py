@@ -8,8 +8,10 @@ Per image s:
 
 - im2col copies the window view of x[s] into the columns cols[s] (C·kh·kw, Ho·Wo); with
   padding, x[s] is first copied into the middle of a zeroed buffer of the thread, whose
-  border stays zero (twice as fast here as a Numba loop writing the columns: the rows
-  are short, 16 values at 16 x 16, and NumPy copies them with vector moves);
+  border stays zero (twice as fast here as a Numba loop writing the columns row by row:
+  the rows are short, 16 values at 16 x 16, and NumPy copies them with vector moves).
+  When the output is as wide as the input at stride 1 (3 x 3 padded by 1, ...), a Numba
+  kernel copies each tap's rows as one run instead (2.4x faster);
 - y[s] = W · cols[s] + b: the product writes the image's (O, Ho·Wo) block of the (N, O, Ho,
   Wo) output itself, so there is no (O, N·Ho·Wo) matrix to transpose into it, and the bias
   is added while the block is in cache;
@@ -17,7 +19,8 @@ Per image s:
   gb += Σ_p gy[s], and gx[s] = col2im(Wᵀ · gy[s]), the column gradients of one image
   (C·kh·kw × Ho·Wo) added onto its planes while they are in cache. col2im computes each
   tap's range of rows and columns inside the plane up front, so the inner loop tests no
-  bounds and there is no padded plane to crop.
+  bounds and there is no padded plane to crop; at the same width it adds each tap's rows
+  as one run (5x faster).
 
 The images are split into one consecutive range per thread (:func:`engine.threads.run_split`,
 BLAS on one thread in each); each thread sums its own gW and gb, added up at the end. The
@@ -70,9 +73,106 @@ def _col2im_image(gcols, gx, c, h, w, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
                             gx[d + j * sw] += gcols[o + j]
 
 
-def _launch_geometry(geo):
+# ---------------------------------------------------------------- rows as one run
+# When the output is as wide as the input at stride 1 and dilation 1 (a 'same' width, as in
+# 3 x 3 convolutions padded by 1), tap (a, b) maps column j of output row i to column
+# j + b - left of input row i + a - top, so the flat index moves by the same amount for
+# every element: the tap's rows are one run in the columns and one run in the plane. The
+# kernels below copy or add each tap as one run of Ho·W values, where the per-row loops
+# above run 16 values at a time on a CNN's 16 x 16 planes (there 5x faster for col2im,
+# 2.4x for im2col). A run also covers the columns of the tap that fall outside the plane;
+# im2col writes zeros there afterwards, col2im zeroes them in the column gradients first.
+
+
+@njit(**NOGIL)
+def _copy_run(dst, src):
+    for k in range(dst.size):
+        dst[k] = src[k]
+
+
+@njit(**NOGIL)
+def _add_run(dst, src):
+    for k in range(dst.size):
+        dst[k] += src[k]
+
+
+@njit(**NOGIL)
+def _tap_range(top, a, h, ho):
+    """[lo, hi) of the output rows (or columns) whose tap a lands inside the input."""
+    lo = min(max(0, top - a), ho)
+    return lo, max(min(ho, h + top - a), lo)
+
+
+@njit(**NOGIL)
+def _outside_columns(cols, base, i_lo, i_hi, j_lo, j_hi, w):
+    """cols[base + i·W + j] = 0 for the rows i in [i_lo, i_hi) and columns j outside
+    [j_lo, j_hi)."""
+    zero = cols.dtype.type(0)
+    for i in range(i_lo, i_hi):
+        for j in range(j_lo):
+            cols[base + i * w + j] = zero
+        for j in range(j_hi, w):
+            cols[base + i * w + j] = zero
+
+
+@njit(**NOGIL)
+def _im2col_runs(x, cols, c, h, w, kh, kw, top, left, ho):
+    """cols (C·kh·kw·Ho·W) of one image x (C·H·W), both flat, for Wo = W at stride 1."""
+    plane = ho * w
+    for ci in range(c):
+        for a in range(kh):
+            i_lo, i_hi = _tap_range(top, a, h, ho)
+            for b in range(kw):
+                j_lo, j_hi = _tap_range(left, b, w, w)
+                base = ((ci * kh + a) * kw + b) * plane
+                if i_lo == i_hi or j_lo == j_hi:
+                    cols[base:base + plane] = 0
+                    continue
+                lo, hi = base + i_lo * w + j_lo, base + (i_hi - 1) * w + j_hi
+                cols[base:lo] = 0
+                cols[hi:base + plane] = 0
+                shift = ci * h * w + (a - top) * w + (b - left) - base
+                _copy_run(cols[lo:hi], x[lo + shift:hi + shift])
+                _outside_columns(cols, base, i_lo, i_hi, j_lo, j_hi, w)
+
+
+@njit(**NOGIL)
+def _col2im_runs(gcols, gx, c, h, w, kh, kw, top, left, ho):
+    """gx (C·H·W) from the column gradients gcols (C·kh·kw·Ho·W) of one image, both flat,
+    for Wo = W at stride 1; gcols' entries outside the plane are zeroed on the way."""
+    plane = ho * w
+    gx[:] = 0
+    for ci in range(c):
+        for a in range(kh):
+            i_lo, i_hi = _tap_range(top, a, h, ho)
+            for b in range(kw):
+                j_lo, j_hi = _tap_range(left, b, w, w)
+                if i_lo == i_hi or j_lo == j_hi:
+                    continue
+                base = ((ci * kh + a) * kw + b) * plane
+                _outside_columns(gcols, base, i_lo, i_hi, j_lo, j_hi, w)
+                lo, hi = base + i_lo * w + j_lo, base + (i_hi - 1) * w + j_hi
+                shift = ci * h * w + (a - top) * w + (b - left) - base
+                _add_run(gx[lo + shift:hi + shift], gcols[lo:hi])
+
+
+def _runs(geo) -> bool:
+    """Whether the row-run kernels serve this geometry: stride 1, dilation 1, Wo = W."""
+    return (geo.stride == (1, 1) and geo.dilation == (1, 1)
+            and geo.out_hw[1] == geo.in_hw[1])
+
+
+def _col2im_writer(c: int, geo):
+    """A function ``col2im(gcols, gx)`` on one image's flat arrays (C·kh·kw·Ho·Wo and
+    C·H·W) for ``c`` input channels: :func:`_col2im_runs` where the geometry allows (it
+    overwrites gcols' entries outside the plane), else :func:`_col2im_image`."""
     (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
-    return kh, kw, sh, sw, dh, dw, geo.pads[0], geo.pads[2], *geo.out_hw
+    (h, w), (top, left) = geo.in_hw, (geo.pads[0], geo.pads[2])
+    if _runs(geo):
+        return lambda gcols, gx: _col2im_runs(gcols, gx, c, h, w, kh, kw, top, left,
+                                              geo.out_hw[0])
+    return lambda gcols, gx: _col2im_image(gcols, gx, c, h, w, kh, kw, sh, sw, dh, dw, top,
+                                           left, *geo.out_hw)
 
 
 def _per_image(work, n: int, size: int, per_thread: int | None = None) -> None:
@@ -97,12 +197,18 @@ def _image_matrix(a, groups: int):
 
 
 def _columns_writer(x, cols, geo):
-    """A function ``put(s)`` that writes cols[s] from x[s]: the window view of the image
+    """A function ``put(s)`` that writes cols[s] from x[s]: each tap as one run
+    (:func:`_im2col_runs`) where the geometry allows, else the window view of the image
     (C, kh, kw, Ho, Wo) copied by NumPy (vector moves along the rows, the GIL let go). With
     padding, the view is of a zeroed buffer of the calling thread (one per writer) whose
     middle takes x[s] and whose border stays zero."""
     c, (kh, kw), (top, bottom, left, right) = x.shape[1], geo.kernel, geo.pads
     (h, w), (ho, wo) = geo.in_hw, geo.out_hw
+    if _runs(geo) and x.flags.c_contiguous:
+        def put_runs(s):
+            _im2col_runs(x[s].reshape(-1), cols[s].reshape(-1), c, h, w, kh, kw, top, left,
+                         ho)
+        return put_runs
 
     def window_view(image):                                     # (C, kh, kw, Ho, Wo)
         return windows(image, geo.kernel, geo.stride, geo.dilation,
@@ -185,7 +291,7 @@ def _backward(gy, W, cols, geo, need_x: bool, need_w: bool, need_b: bool):
     gym = np.ascontiguousarray(gy).reshape(n, o, ho * wo)
     wt = _grouped(W, g).swapaxes(-1, -2)                         # (g, C/g·kh·kw, O/g)
     gx = np.empty((n, cg * g) + tuple(geo.in_hw), dtype=gy.dtype) if need_x else None
-    launch = _launch_geometry(geo)
+    col2im = _col2im_writer(cg * g, geo)
     sums = []
 
     def work(lo, hi):
@@ -204,8 +310,7 @@ def _backward(gy, W, cols, geo, need_x: bool, need_w: bool, need_b: bool):
                 gb += gym[s].sum(axis=1)
             if need_x:
                 np.matmul(wt, gy_s, out=_image_matrix(gcols, g))
-                _col2im_image(gcols.reshape(-1), gx[s].reshape(-1), cg * g, *geo.in_hw,
-                              *launch)
+                col2im(gcols.reshape(-1), gx[s].reshape(-1))
         sums.append((gw_t, gb))
 
     _per_image(work, n, 2 * W.size * ho * wo * n * (need_x + need_w))

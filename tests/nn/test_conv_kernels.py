@@ -36,7 +36,13 @@ CONV_CASES = [
     ((2, 3, 11, 10), 5, 5, 3, 2, 1, 1, True),             # stride 3
     ((2, 3, 6, 6), 4, 3, 4, 3, 1, 1, True),               # stride > kernel, wide padding
     ((0, 3, 6, 5), 4, 3, 1, 1, 1, 1, True),               # empty batch
+    # output as wide as the input at stride 1: each tap's rows one run (RUNS below)
+    ((2, 3, 6, 5), 4, 3, 1, 1, 1, 1, True),               # 3x3 padded by 1
+    ((2, 4, 3, 5), 4, (5, 3), 1, (2, 1), 1, 2, True),     # taller kernel than the input
+    ((2, 2, 7, 6), 3, 3, 1, (0, 1), 1, 1, False),         # Ho < H
+    ((2, 2, 1, 4), 3, 3, 1, 1, 1, 1, True),               # taps with no row inside
 ]
+RUNS = [5, 6, 10, 11, 12, 13, 14]                         # the cases of the row-run kernels
 
 
 def conv_fn(case):
@@ -119,6 +125,23 @@ def test_the_numba_kernels_are_the_ones_that_run(monkeypatch):
         step()
     assert calls == [] and literal == ["conv_forward", "max_pool_forward",
                                        "max_pool_scatter", "conv_backward"]
+
+
+@pytest.mark.parametrize("index", range(len(CONV_CASES)))
+def test_row_run_kernels_serve_exactly_the_same_width_geometries(monkeypatch, index):
+    """im2col and col2im take one run per tap when Wo = W at stride 1 and dilation 1 (the
+    cases in RUNS), the per-row kernels otherwise; both give the literal code's values
+    (above)."""
+    case = CONV_CASES[index]
+    calls = spy(monkeypatch, cpu_conv, ["_im2col_runs", "_col2im_runs", "_col2im_image"],
+                [])
+    x, W, *b = (engine.tensor(a, requires_grad=True) for a in conv_arrays(case, np.float32))
+    conv_fn(case)(x, W, *b).sum().backward()
+    images = case[0][0]
+    if index in RUNS:
+        assert calls == ["_im2col_runs"] * images + ["_col2im_runs"] * images
+    else:
+        assert calls == ["_col2im_image"] * images
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -294,7 +317,8 @@ def split_among(monkeypatch, count):
     return parts
 
 
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4, 8, 9)], ids=str)
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 2, 4, 8, 9, 11, 12, 13, 14)],
+                         ids=str)
 def test_im2col_per_image_equals_the_literal_columns(monkeypatch, case):
     shape = (5,) + case[0][1:]
     geo = geometry(shape, case)
@@ -307,7 +331,7 @@ def test_im2col_per_image_equals_the_literal_columns(monkeypatch, case):
     assert parts == [3]
 
 
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 2, 3, 4, 8)], ids=str)
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 2, 3, 4, 8, 11)], ids=str)
 def test_conv2d_images_shared_among_threads_match_the_literal_code(monkeypatch, case):
     parts = split_among(monkeypatch, 3)
     arrays = conv_arrays(((7,) + case[0][1:],) + case[1:], np.float64, transposed=True)
