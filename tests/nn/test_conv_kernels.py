@@ -41,8 +41,9 @@ CONV_CASES = [
     ((2, 4, 3, 5), 4, (5, 3), 1, (2, 1), 1, 2, True),     # taller kernel than the input
     ((2, 2, 7, 6), 3, 3, 1, (0, 1), 1, 1, False),         # Ho < H
     ((2, 2, 1, 4), 3, 3, 1, 1, 1, 1, True),               # taps with no row inside
+    ((2, 2, 5, 4), 4, 1, 1, 0, 1, 2, True),               # 2 groups of 1x1 on 1 channel
 ]
-RUNS = [5, 6, 10, 11, 12, 13, 14]                         # the cases of the row-run kernels
+RUNS = [5, 6, 10, 11, 12, 13, 14, 15]                     # the cases of the row-run kernels
 
 
 def conv_fn(case):
@@ -142,6 +143,32 @@ def test_row_run_kernels_serve_exactly_the_same_width_geometries(monkeypatch, in
         assert calls == ["_im2col_runs"] * images + ["_col2im_runs"] * images
     else:
         assert calls == ["_col2im_image"] * images
+
+
+@pytest.mark.parametrize("trained", ["weight", "bias", "both"])
+def test_the_bias_rides_in_the_product_as_a_last_column(trained):
+    """With a bias and one group the columns end in a row of ones and the product takes
+    [W b], so y = [W b]·[cols; 1] and gb is the last row of gWᵀ's product; values and
+    gradients stay the literal code's whichever of W and b is trained."""
+    case = CONV_CASES[11]
+    x, W, b = conv_arrays(case, np.float64)
+    _, cols = cpu_conv.conv_forward(x, W, b, geometry(x.shape, case))
+    assert cols.shape[1] == W[0].size + 1 and np.all(cols[:, -1] == 1)
+    assert cpu_conv.conv_forward(x, W, None, geometry(x.shape, case))[1].shape[1] == W[0].size
+    results = []
+    for fused in (True, False):
+        with engine.use_fused(fused):
+            ts = [engine.tensor(x, requires_grad=True),
+                  engine.tensor(W, requires_grad=trained != "bias"),
+                  engine.tensor(b, requires_grad=trained != "weight")]
+            y = conv_fn(case)(*ts)
+            y.backward(engine.tensor(rand(y.shape, seed=5)))
+            results.append([y.numpy()] + [t.grad.numpy() if t.requires_grad else None
+                                          for t in ts])
+    for ours, literal in zip(*results):
+        assert (ours is None) == (literal is None)
+        if ours is not None:
+            np.testing.assert_allclose(ours, literal, rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- max pooling
