@@ -42,22 +42,31 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _openblas_functions():
-    """(get, set) of the thread count of NumPy's OpenBLAS, or () when not found."""
+def openblas_library():
+    """(library, prefix, suffix) of NumPy's OpenBLAS, whose functions are named
+    ``{prefix}openblas_set_num_threads{suffix}``, ``{prefix}cblas_sgemm{suffix}``, ...
+    (64-bit integers when the suffix is ``64_``), or None when not found."""
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     for path in sorted(glob.glob(os.path.join(libs, "*openblas*"))):
         try:
             lib = ctypes.CDLL(path)       # already loaded by NumPy: the same library
         except OSError:
             continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
-                               ("openblas", "64_"), ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get, put
-    return ()
+        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+            if hasattr(lib, f"{prefix}openblas_get_num_threads{suffix}"):
+                return lib, prefix, suffix
+    return None
+
+
+def _openblas_functions():
+    """(get, set) of the thread count of NumPy's OpenBLAS, or () when not found."""
+    if (found := openblas_library()) is None:
+        return ()
+    lib, prefix, suffix = found
+    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+    put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}")
+    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+    return get, put
 
 
 class _Blas:

@@ -23,8 +23,8 @@ from engine.kernels.cpu_math import (
 )
 from engine.kernels.cpu_embedding import embedding_backward  # noqa: F401
 from engine.kernels.cpu_gru import gru_cell_backward, gru_cell_forward  # noqa: F401
-from engine.kernels.cpu_rnn import (  # noqa: F401  (the LSTM step of engine.ops.rnn)
-    lstm_cell_backward, lstm_cell_forward,
+from engine.kernels.cpu_rnn import (  # noqa: F401  (the LSTM of engine.ops.rnn and .lstm)
+    lstm_backward_steps, lstm_cell_backward, lstm_cell_forward, lstm_forward_steps,
 )
 from engine.kernels.reference import group_shape, grouped, heads, last_axes_rows, rows, unrows
 

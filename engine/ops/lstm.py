@@ -22,7 +22,10 @@ matrix product (or one sum) over all T·B rows.
 :func:`lstm_sequence_reference` is the literal twin on engine ops (one op per formula,
 differentiable to any order), for learners and gradient checks; :class:`LSTMSequence` is
 the one op, working on raw arrays: the step's pointwise part is a Numba kernel on the CPU
-and array code on CuPy (:func:`engine.kernels.select`), and it saves the gate activations,
+and array code on CuPy (:func:`engine.kernels.select`); on the CPU the whole loop over the
+steps is one Numba kernel per range of the batch's rows, the ranges side by side on the
+worker pool (:func:`engine.kernels.cpu_rnn.lstm_forward_steps`, the same values as the
+loop written here, which runs on CuPy); and it saves the gate activations,
 the cell states and tanh(c) for its backward. :func:`lstm_sequence` picks one as every
 fused op does (``engine.use_fused``).
 """
@@ -112,10 +115,14 @@ class LSTMSequence(Function):
         h, c = xp.ascontiguousarray(h0), xp.ascontiguousarray(c0)
         order = range(T - 1, -1, -1) if reverse else range(T)
         with one_blas_thread:
-            for t in order:
-                step_matmul(h, W_hh_T, out=ha)
-                impl.lstm_cell_forward(xp, act[t], ha, c, c_all[t], tanh_c[t], out[t])
-                h, c = out[t], c_all[t]
+            if xp is np and impl.lstm_forward_steps(act, h, c, W_hh_T, c_all, tanh_c, out,
+                                                    reverse):
+                h, c = (out[order[-1]], c_all[order[-1]]) if T else (h, c)
+            else:
+                for t in order:
+                    step_matmul(h, W_hh_T, out=ha)
+                    impl.lstm_cell_forward(xp, act[t], ha, c, c_all[t], tanh_c[t], out[t])
+                    h, c = out[t], c_all[t]
         ctx.reverse = reverse
         # x itself when x2 is a view of it, else the copy x2 (a (B, T, I) batch-first
         # input): reshaping x again in backward would copy it again
@@ -139,16 +146,21 @@ class LSTMSequence(Function):
         step = 1 if ctx.reverse else -1                      # from t to the step before it
         matmul, step_matmul, one_blas_thread = products(xp, B, W_hh)
         with one_blas_thread:
-            for k, t in enumerate(order):
-                if k == 0:
-                    gh[...] = gh_n
-                else:
-                    step_matmul(ga[t - step], W_hh, out=gh)  # (B, 4H) @ (4H, H)
-                gh += gout[t]
-                c_before = c0 if t == first else c_all[t + step]
-                impl.lstm_cell_backward(xp, gh, gc, act[t], c_before, tanh_c[t], ga[t],
-                                        gc_prev)
-                gc, gc_prev = gc_prev, gc
+            if xp is np and impl.lstm_backward_steps(
+                    np.ascontiguousarray(gout), np.ascontiguousarray(gh_n), gc, act, c0,
+                    c_all, tanh_c, np.ascontiguousarray(W_hh), ga, gc_prev, ctx.reverse):
+                gc = gc_prev
+            else:
+                for k, t in enumerate(order):
+                    if k == 0:
+                        gh[...] = gh_n
+                    else:
+                        step_matmul(ga[t - step], W_hh, out=gh)  # (B, 4H) @ (4H, H)
+                    gh += gout[t]
+                    c_before = c0 if t == first else c_all[t + step]
+                    impl.lstm_cell_backward(xp, gh, gc, act[t], c_before, tanh_c[t], ga[t],
+                                            gc_prev)
+                    gc, gc_prev = gc_prev, gc
             gh0 = step_matmul(ga[first], W_hh) if needs[1] else None
         ga2 = ga.reshape(T * B, H4)                          # (T·B, 4H)
         gx = matmul(ga2, W_ih).reshape(T, B, -1) if needs[0] else None

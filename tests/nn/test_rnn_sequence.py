@@ -234,3 +234,35 @@ def test_vectorizing_tanh_and_sigmoid_are_within_a_few_ulp(dtype, max_ulp):
     np.testing.assert_array_equal(out, [1, -1, np.nan, 1, -1, 0])
     _apply(_sigmoid, special, out)
     np.testing.assert_array_equal(out, [1, 0, np.nan, 1, 0, 0.5])
+
+
+# ------------------------------------------------------------------ the whole recurrence
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("split", [False, True])
+def test_whole_recurrence_kernels_equal_the_python_step_loop(monkeypatch, restore_threads,
+                                                              dtype, reverse, split):
+    """The forward and backward loops run as Numba kernels that call BLAS for each step's
+    product, over ranges of the batch's rows on the pool when ``split``; outputs and every
+    gradient equal the Python step loop's, bit for bit."""
+    from engine import threads
+
+    arrays = _arrays(5, 12, 3, 4, seed=11, dtype=dtype)
+    calls = []
+    for name in ("_forward_steps", "_backward_steps"):
+        real = getattr(cpu_rnn, name)
+        monkeypatch.setattr(cpu_rnn, name,
+                            lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    engine.set_num_threads(2)
+    monkeypatch.setattr(cpu_rnn, "SPLIT_ROWS", 4 if split else 100)
+    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
+    monkeypatch.setattr(threads, "MIN_JUDGED", 1.0)     # no pause from these tiny splits
+    kernels = _run(arrays, True, reverse)
+    ranges = 2 if split else 1
+    assert calls == ["_forward_steps"] * ranges + ["_backward_steps"] * ranges
+    monkeypatch.setattr(cpu_rnn, "_GEMM", {})           # no BLAS to call: the Python loop
+    calls.clear()
+    loop = _run(arrays, True, reverse)
+    assert calls == []
+    for a, b in zip(kernels, loop):
+        np.testing.assert_array_equal(a, b, strict=True)
