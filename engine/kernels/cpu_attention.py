@@ -21,7 +21,9 @@ import numpy as np
 from numba import njit
 
 from engine import threads
-from engine.kernels.cpu_math import JIT, exp_shifted_sum_inplace, row_dot, row_max
+from engine.kernels.cpu_math import (
+    GEMM, JIT, NO_TRANS, ROW_MAJOR, TRANS, exp_shifted_sum_inplace, row_dot, row_max,
+)
 
 
 @njit(nogil=True, **JIT)
@@ -77,6 +79,109 @@ def _head_grad_scores(p, gp, i0, i1, nk, drop, has_drop, causal):
             gr[j] = 0 if d == d else d
 
 
+# ---------------------------------------------------------------- heads as Numba loops
+# The per-head loops of forward and backward below, for a range of heads, in Numba with
+# BLAS called from inside (cpu_math.GEMM): in Python each head cost a dozen calls holding
+# the GIL, and two threads taking turns on it ran the heads little faster than one. Same
+# products, same kernels, same order as the Python loops (which stay for the rare cases:
+# no OpenBLAS, a causal mask over non-finite values), so the same values (but for the last
+# bits of a block of one query row, which NumPy multiplies with a matrix-vector routine).
+@njit(nogil=True, **JIT)
+def _forward_heads(gemm, q, k, v, p, out, scale, bias, has_bias, keep, has_keep, drop,
+                   has_drop, causal, blocks, lo, hi):
+    nh, d, dv, tk = q.shape[1], q.shape[3], v.shape[3], p.shape[3]
+    one, zero = p.dtype.type(1), p.dtype.type(0)
+    scratch = np.empty((p.shape[2] if has_drop else 1, tk), dtype=p.dtype)
+    for r in range(lo, hi):
+        g, h = r // nh, r % nh
+        b = bias[g, h] if has_bias else bias[0, 0]
+        kp = keep[g, h] if has_keep else keep[0, 0]
+        for x in range(blocks.shape[0]):
+            i0, i1, n = blocks[x, 0], blocks[x, 1], blocks[x, 2]
+            m = i1 - i0
+            gemm(ROW_MAJOR, NO_TRANS, TRANS, m, n, d, one, q[g, h, i0].ctypes.data, d,
+                 k[g, h, 0].ctypes.data, d, zero, p[g, h, i0].ctypes.data, tk)  # Q Kᵀ
+            _head_probs(p[g, h], i0, i1, n, scale, b, has_bias, kp, has_keep, causal)
+            a = p[g, h, i0]
+            if has_drop:                                                       # P ⊙ D
+                for i in range(m):
+                    for j in range(n):
+                        scratch[i, j] = p[g, h, i0 + i, j] * drop[g, h, i0 + i, j]
+                a = scratch[0]
+            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, dv, n, one, a.ctypes.data, tk,
+                 v[g, h, 0].ctypes.data, dv, zero, out[g, h, i0].ctypes.data, dv)  # · V
+
+
+@njit(nogil=True, **JIT)
+def _add_part(target, part, n, width):
+    """target[:n] += the product in ``part`` (n × width, rows ``width`` apart)."""
+    flat = part.reshape(-1)
+    for i in range(n):
+        for j in range(width):
+            target[i, j] += flat[i * width + j]
+
+
+@njit(nogil=True, **JIT)
+def _backward_heads(gemm, q, k, v, p, gout, gs, gq, gk, gv, sc, drop, has_drop, extra,
+                    has_extra, causal, blocks, lo, hi):
+    nh, d, dv, tk = q.shape[1], q.shape[3], v.shape[3], p.shape[3]
+    one, zero = p.dtype.type(1), p.dtype.type(0)
+    scratch = np.empty((p.shape[2] if has_drop else 1, tk), dtype=p.dtype)
+    part = np.empty((tk, max(d, dv)), dtype=p.dtype)     # a product added to gK or gV
+    for r in range(lo, hi):
+        g, h = r // nh, r % nh
+        dh = drop[g, h] if has_drop else drop[0, 0]
+        for x in range(blocks.shape[0]):
+            i0, i1, n = blocks[x, 0], blocks[x, 1], blocks[x, 2]
+            m = i1 - i0
+            gemm(ROW_MAJOR, NO_TRANS, TRANS, m, n, dv, one, gout[g, h, i0].ctypes.data, dv,
+                 v[g, h, 0].ctypes.data, dv, zero, gs[g, h, i0].ctypes.data, tk)  # gP
+            if gv.shape[0]:                                           # gV += (P ⊙ D)ᵀ gout
+                a = p[g, h, i0]
+                if has_drop:
+                    for i in range(m):
+                        for j in range(n):
+                            scratch[i, j] = p[g, h, i0 + i, j] * dh[i0 + i, j]
+                    a = scratch[0]
+                gemm(ROW_MAJOR, TRANS, NO_TRANS, n, dv, m, one, a.ctypes.data, tk,
+                     gout[g, h, i0].ctypes.data, dv, zero, part.ctypes.data, dv)
+                _add_part(gv[g, h], part, n, dv)
+            dropped = has_drop
+            if has_extra:                                             # gP ⊙ D + gP_extra
+                for i in range(i0, i1):
+                    for j in range(n):
+                        if has_drop:
+                            gs[g, h, i, j] *= dh[i, j]
+                        gs[g, h, i, j] += extra[g, h, i, j]
+                dropped = False
+            _head_grad_scores(p[g, h], gs[g, h], i0, i1, n, dh, dropped, causal)
+            if gq.shape[0]:                                           # gQ = scale gS K
+                gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, d, n, one, gs[g, h, i0].ctypes.data,
+                     tk, k[g, h, 0].ctypes.data, d, zero, gq[g, h, i0].ctypes.data, d)
+                for i in range(i0, i1):
+                    for j in range(d):
+                        gq[g, h, i, j] *= sc
+            if gk.shape[0]:                                           # gK += gSᵀ Q
+                gemm(ROW_MAJOR, TRANS, NO_TRANS, n, d, m, one, gs[g, h, i0].ctypes.data, tk,
+                     q[g, h, i0].ctypes.data, d, zero, part.ctypes.data, d)
+                _add_part(gk[g, h], part, n, d)
+        if gk.shape[0]:
+            for i in range(gk.shape[2]):
+                for j in range(d):
+                    gk[g, h, i, j] *= sc
+
+
+def _numba_heads(q, k, v, p, *others) -> bool:
+    """Whether the Numba loops serve these arrays: a BLAS for the dtype, no empty axis."""
+    return (q.dtype in GEMM and min(q.shape[2:] + k.shape[2:] + v.shape[3:]) > 0
+            and all(a is None or a.dtype == q.dtype for a in (k, v, p) + others))
+
+
+def _or_dummy(a, dtype):
+    """(a, True), or a (1, 1, 1, 1) stand-in and False for an absent array."""
+    return (a, True) if a is not None else (np.zeros((1, 1, 1, 1), dtype=dtype), False)
+
+
 def _blocks(tq: int, tk: int, causal: bool) -> list:
     """(i0, i1, n): query rows i0:i1 need keys :n."""
     if not causal:
@@ -124,7 +229,13 @@ def forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
                 if hidden_bad and n < tk:               # 0 · NaN = NaN, as in P V
                     out[g, h, i0:i1, ~np.isfinite(v[g, h, n:]).all(axis=0)] = np.nan
 
-    _over_heads(heads, ng * nh, tq * tk)
+    if not hidden_bad and _numba_heads(q, k, v, p, drop):
+        args = (GEMM[q.dtype], q, k, v, p, out, scale, *_or_dummy(bias, q.dtype),
+                *_or_dummy(keep, np.bool_), *_or_dummy(drop, q.dtype), causal,
+                np.array(blocks, dtype=np.int64).reshape(-1, 3))
+        _over_heads(lambda lo, hi: _forward_heads(*args, lo, hi), ng * nh, tq * tk)
+    else:
+        _over_heads(heads, ng * nh, tq * tk)
     return out, p
 
 
@@ -170,7 +281,15 @@ def backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra, needs
             if gk is not None:
                 gk[g, h] *= sc
 
-    _over_heads(heads, ng * nh, tq * tk)
+    if _numba_heads(q, k, v, p, gout, drop, gp_extra):
+        none = np.empty((0, 0, 0, 0), dtype=q.dtype)          # a gradient not asked for
+        args = (GEMM[q.dtype], q, k, v, p, gout, gs, none if gq is None else gq,
+                none if gk is None else gk, none if gv is None else gv, sc,
+                *_or_dummy(drop, q.dtype), *_or_dummy(gp_extra, q.dtype), causal,
+                np.array(blocks, dtype=np.int64).reshape(-1, 3))
+        _over_heads(lambda lo, hi: _backward_heads(*args, lo, hi), ng * nh, tq * tk)
+    else:
+        _over_heads(heads, ng * nh, tq * tk)
     return gq, gk, gv, gs
 
 

@@ -1,4 +1,5 @@
-"""Numba building blocks of the CPU kernels: an exp that vectorizes, and row reductions.
+"""Numba building blocks of the CPU kernels: an exp that vectorizes, row reductions, and
+NumPy's BLAS product callable from inside a kernel (:data:`GEMM`).
 
 Every function here compiles inside the kernels of :mod:`engine.kernels.cpu` and
 :mod:`engine.kernels.cpu_attention` (float32 or float64 scalars and 1-D rows).
@@ -19,10 +20,14 @@ Every function here compiles inside the kernels of :mod:`engine.kernels.cpu` and
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
+
+from engine import threads
 
 # error_model="numpy": x / 0 gives inf or NaN as in NumPy (no Python ZeroDivisionError,
 # whose check also stops a loop with a division from vectorizing).
@@ -190,3 +195,31 @@ def exp_shifted_sum_inplace(x, m, n):
         x[j] = e
         s += e
     return s
+
+
+# ---------------------------------------------------------------- BLAS inside kernels
+def _cblas_gemm() -> dict:
+    """{dtype: cblas_?gemm} of NumPy's OpenBLAS as ctypes functions, or {} when NumPy's BLAS
+    is not an OpenBLAS found here (the kernels' callers then keep their Python loops)."""
+    found = threads.openblas_library()
+    if found is None:
+        return {}
+    lib, prefix, suffix = found
+    index = ctypes.c_int64 if suffix == "64_" else ctypes.c_int
+    out = {}
+    for dtype, name, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d",
+                                                                  ctypes.c_double)):
+        gemm = getattr(lib, f"{prefix}cblas_{name}gemm{suffix}", None)
+        if gemm is not None:
+            gemm.argtypes = [ctypes.c_int] * 3 + [index] * 3 + [
+                real, ctypes.c_void_p, index, ctypes.c_void_p, index, real, ctypes.c_void_p,
+                index]
+            gemm.restype = None
+            out[np.dtype(dtype)] = gemm
+    return out
+
+
+# {dtype: cblas_?gemm}: called inside kernels (passed in as an argument, so that their
+# compiled code stays cacheable), with these CBLAS constants
+GEMM = _cblas_gemm()
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112

@@ -23,14 +23,12 @@ there, and more still when the cores are shared).
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
 from engine import threads
-from engine.kernels.cpu_math import JIT, JIT_FMA, PARALLEL, vexp
+from engine.kernels.cpu_math import GEMM, JIT, JIT_FMA, NO_TRANS, PARALLEL, ROW_MAJOR, vexp
 
 PARALLEL_MIN = 1 << 16      # elements of a (B, 4H) gate array from which rows go parallel
 
@@ -211,31 +209,6 @@ def lstm_cell_backward(xp, gh, gc, a, c, tc, ga, gc_prev) -> None:
 SPLIT_ROWS = 8                # rows of the batch at least per range of the pool
 
 
-def _cblas_gemm():
-    """{dtype: cblas_?gemm} of NumPy's OpenBLAS as ctypes functions, or {} when NumPy's BLAS
-    is not an OpenBLAS found here (the step loop then stays in Python)."""
-    found = threads.openblas_library()
-    if found is None:
-        return {}
-    lib, prefix, suffix = found
-    index = ctypes.c_int64 if suffix == "64_" else ctypes.c_int
-    out = {}
-    for dtype, name, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d",
-                                                                  ctypes.c_double)):
-        gemm = getattr(lib, f"{prefix}cblas_{name}gemm{suffix}", None)
-        if gemm is not None:
-            gemm.argtypes = [ctypes.c_int] * 3 + [index] * 3 + [
-                real, ctypes.c_void_p, index, ctypes.c_void_p, index, real, ctypes.c_void_p,
-                index]
-            gemm.restype = None
-            out[np.dtype(dtype)] = gemm
-    return out
-
-
-_GEMM = _cblas_gemm()
-ROW_MAJOR, NO_TRANS = 101, 111
-
-
 @njit(nogil=True, **JIT)
 def _product(gemm, a, b, c):
     """c = a · b on C-contiguous 2-D arrays, by BLAS."""
@@ -298,7 +271,7 @@ def lstm_forward_steps(act, h0, c0, W_hh_T, c_all, tanh_c, out, reverse: bool) -
     """All steps of the forward loop (:mod:`engine.ops.lstm`) on C-contiguous arrays:
     ``act`` (T, B, 4H) holds XA on entry and the gates on exit; c_all, tanh_c and out
     (T, B, H) are written. False, doing nothing, when no BLAS serves this dtype."""
-    gemm = _GEMM.get(act.dtype)
+    gemm = GEMM.get(act.dtype)
     if gemm is None or any(a.dtype != act.dtype for a in (h0, c0, W_hh_T)):
         return False
 
@@ -315,7 +288,7 @@ def lstm_backward_steps(gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc0,
     """All steps of the backward loop on C-contiguous arrays: GA (T, B, 4H) into ``ga``,
     the gradient of c₀ (B, H) into ``gc0``. False, doing nothing, when no BLAS serves
     this dtype."""
-    gemm = _GEMM.get(act.dtype)
+    gemm = GEMM.get(act.dtype)
     if gemm is None or any(a.dtype != act.dtype for a in (gout, gh_n, gc_n, c0, W_hh)):
         return False
     _over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c,

@@ -5,6 +5,7 @@ single thread stay inline."""
 import threading
 
 import numba
+import numpy as np
 import pytest
 
 from engine import threads
@@ -77,3 +78,49 @@ def test_without_a_blas_to_hold_the_calling_thread_runs_every_head(monkeypatch):
     calls, work = _recorder()
     cpu_attention._over_heads(work, 6, 1 << 14)
     assert sorted(lo for lo, _, _ in calls) == list(range(6))
+
+
+def _attention_arrays(causal, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    tq, tk = (8, 8) if causal else (5, 7)      # causal: blocks of 2 query rows
+    draw = lambda *s: rng.standard_normal(s).astype(dtype)
+    q, k, v, gout = draw(2, 3, tq, 4), draw(2, 3, tk, 4), draw(2, 3, tk, 3), draw(2, 3, tq, 3)
+    bias = np.broadcast_to(draw(1, 3, tq, tk), (2, 3, tq, tk))     # a broadcast view
+    keep = rng.random((2, 3, tq, tk)) > 0.2
+    drop = (rng.random((2, 3, tq, tk)) > 0.3).astype(dtype) / dtype(0.7)
+    return q, k, v, gout, bias, keep, drop, draw(2, 3, tq, tk)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("options", [(), ("bias", "keep"), ("drop",), ("drop", "extra"),
+                                     ("bias", "keep", "drop", "extra")])
+def test_numba_head_loops_equal_the_python_loops(monkeypatch, dtype, causal, options):
+    """The heads' loops run as Numba kernels calling BLAS, with every option of the op
+    (bias, mask, dropout, a gradient of P); their values and gradients are the Python
+    loops', bit for bit (for blocks of more than one query row: NumPy multiplies a single
+    row with a matrix-vector routine, whose last bits may differ)."""
+    q, k, v, gout, bias, keep, drop, extra = _attention_arrays(causal, dtype)
+    bias, keep, drop, extra = (a if name in options else None for name, a in
+                               (("bias", bias), ("keep", keep), ("drop", drop),
+                                ("extra", extra)))
+    calls = []
+    for name in ("_forward_heads", "_backward_heads"):
+        real = getattr(cpu_attention, name)
+        monkeypatch.setattr(cpu_attention, name,
+                            lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+
+    def both():
+        out, p = cpu_attention.forward(q, k, v, 0.5, bias, keep, causal, drop)
+        grads = cpu_attention.backward(q, k, v, p, gout, 0.5, drop, causal, extra,
+                                       (True, True, True))
+        return (out, p) + grads
+
+    numba_path = both()
+    assert set(calls) == {"_forward_heads", "_backward_heads"}
+    monkeypatch.setattr(cpu_attention, "GEMM", {})          # no BLAS for kernels: Python
+    calls.clear()
+    python_path = both()
+    assert calls == []
+    for a, b in zip(numba_path, python_path):
+        np.testing.assert_array_equal(a, b, strict=True)
