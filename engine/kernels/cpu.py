@@ -22,7 +22,9 @@ from engine.kernels.cpu_math import (
     JIT, JIT_SUM, PARALLEL, exp_shifted_sum, row_dot, row_max, row_sum, sum_exp_shifted, vexp,
 )
 from engine.kernels.cpu_embedding import embedding_backward  # noqa: F401
-from engine.kernels.cpu_gru import gru_cell_backward, gru_cell_forward  # noqa: F401
+from engine.kernels.cpu_gru import (  # noqa: F401  (the GRU of engine.ops.rnn and .gru)
+    gru_backward_steps, gru_cell_backward, gru_cell_forward, gru_forward_steps,
+)
 from engine.kernels.cpu_rnn import (  # noqa: F401  (the LSTM of engine.ops.rnn and .lstm)
     lstm_backward_steps, lstm_cell_backward, lstm_cell_forward, lstm_forward_steps,
 )

@@ -1,4 +1,6 @@
-"""The GRU step's pointwise part on the CPU: Numba kernels over the rows of a batch.
+"""The GRU step's pointwise part on the CPU: Numba kernels over the rows of a batch; and
+the whole recurrence as Numba loops that call BLAS for each step's product (the end of
+this module).
 
 As for the LSTM (:mod:`engine.kernels.cpu_rnn`, whose vectorizing σ and tanh these use),
 the step's matrix products stay on BLAS and one call does the rest of a step; formulas in
@@ -15,10 +17,11 @@ Short passes over a row keep each loop's run-time overlap checks within LLVM's l
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
-from engine.kernels.cpu_math import JIT, JIT_FMA, PARALLEL
-from engine.kernels.cpu_rnn import PARALLEL_MIN, vsigmoid, vtanh
+from engine.kernels.cpu_math import GEMM, JIT, JIT_FMA, PARALLEL, product
+from engine.kernels.cpu_rnn import PARALLEL_MIN, over_rows, vsigmoid, vtanh
 
 
 @njit(**JIT_FMA)
@@ -97,3 +100,69 @@ def gru_cell_backward(xp, gh, a, hn, h, gxa, gha, gh_direct) -> None:
     = gh ⊙ z, the part of h's gradient that bypasses W_hh."""
     kernel = _backward_parallel if a.size >= PARALLEL_MIN else _backward_serial
     kernel(gh, a, hn, h, gxa, gha, gh_direct)
+
+
+# ---------------------------------------------------------------- the whole recurrence
+# As for the LSTM (the end of :mod:`engine.kernels.cpu_rnn`): the step loops in Numba,
+# calling BLAS for each step's product, over ranges of the batch's rows on the pool; the
+# same values as the Python loops of :mod:`engine.ops.gru`, bit for bit.
+@njit(nogil=True, **JIT)
+def _forward_steps(gemm, act, h0, b_hh, W_hh_T, hn, out, ha, lo, hi, reverse):
+    steps, n = act.shape[0], h0.shape[1]
+    for k in range(steps):
+        t = steps - 1 - k if reverse else k
+        h = h0[lo:hi] if k == 0 else out[t + 1 if reverse else t - 1, lo:hi]
+        product(gemm, h, W_hh_T, ha)                                 # h_{t-1} W_hhᵀ
+        for b in range(hi - lo):
+            _forward_row(act[t, lo + b], ha[b], b_hh, h[b], hn[t, lo + b], out[t, lo + b],
+                         n)
+
+
+@njit(nogil=True, **JIT)
+def _backward_steps(gemm, gout, gh_n, act, hn, h0, out, W_hh, gxa, gha, gh_direct, lo, hi,
+                    reverse):
+    steps, n = act.shape[0], h0.shape[1]
+    gh = np.empty((hi - lo, n), dtype=act.dtype)
+    direct = np.empty((hi - lo, n), dtype=act.dtype)
+    for k in range(steps):
+        t = k if reverse else steps - 1 - k
+        if k == 0:
+            gh[:] = gh_n[lo:hi]
+        else:
+            product(gemm, gha[t - 1 if reverse else t + 1, lo:hi], W_hh, gh)
+            gh += direct
+        gh += gout[t, lo:hi]
+        h = h0[lo:hi] if k == steps - 1 else out[t + 1 if reverse else t - 1, lo:hi]
+        for b in range(hi - lo):
+            _backward_row(gh[b], act[t, lo + b], hn[t, lo + b], h[b], gxa[t, lo + b],
+                          gha[t, lo + b], direct[b], n)
+    gh_direct[lo:hi] = direct
+
+
+def gru_forward_steps(act, h0, b_hh, W_hh_T, hn, out, reverse: bool) -> bool:
+    """All steps of the forward loop (:mod:`engine.ops.gru`) on C-contiguous arrays:
+    ``act`` (T, B, 3H) holds XA + b_ih on entry and the gates on exit; hn and out (T, B, H)
+    are written. False, doing nothing, when no BLAS serves this dtype."""
+    gemm = GEMM.get(act.dtype)
+    if gemm is None or any(a.dtype != act.dtype for a in (h0, b_hh, W_hh_T)):
+        return False
+
+    def run(lo, hi):
+        ha = np.empty((hi - lo, act.shape[2]), dtype=act.dtype)
+        _forward_steps(gemm, act, h0, b_hh, W_hh_T, hn, out, ha, lo, hi, reverse)
+
+    over_rows(run, act.shape[1])
+    return True
+
+
+def gru_backward_steps(gout, gh_n, act, hn, h0, out, W_hh, gxa, gha, gh_direct,
+                       reverse: bool) -> bool:
+    """All steps of the backward loop on C-contiguous arrays: GX and GH (T, B, 3H) into
+    ``gxa`` and ``gha``, and gh ⊙ z of the first step taken into ``gh_direct`` (B, H).
+    False, doing nothing, when no BLAS serves this dtype."""
+    gemm = GEMM.get(act.dtype)
+    if gemm is None or any(a.dtype != act.dtype for a in (gout, gh_n, h0, W_hh)):
+        return False
+    over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, act, hn, h0, out, W_hh, gxa,
+                                             gha, gh_direct, lo, hi, reverse), act.shape[1])
+    return True

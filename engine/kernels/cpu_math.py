@@ -223,3 +223,14 @@ def _cblas_gemm() -> dict:
 # compiled code stays cacheable), with these CBLAS constants
 GEMM = _cblas_gemm()
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+
+@njit(nogil=True, **JIT)
+def product(gemm, a, b, c):
+    """c = a · b by ``gemm`` (a value of :data:`GEMM`), on 2-D arrays laid out as
+    C-contiguous ones (a row's values adjacent, the rows one after another)."""
+    m, k = a.shape
+    n = b.shape[1]
+    one, zero = c.dtype.type(1), c.dtype.type(0)
+    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, one, a.ctypes.data, k, b.ctypes.data, n,
+         zero, c.ctypes.data, n)

@@ -28,7 +28,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from engine import threads
-from engine.kernels.cpu_math import GEMM, JIT, JIT_FMA, NO_TRANS, PARALLEL, ROW_MAJOR, vexp
+from engine.kernels.cpu_math import GEMM, JIT, JIT_FMA, PARALLEL, product, vexp
 
 PARALLEL_MIN = 1 << 16      # elements of a (B, 4H) gate array from which rows go parallel
 
@@ -210,16 +210,6 @@ SPLIT_ROWS = 8                # rows of the batch at least per range of the pool
 
 
 @njit(nogil=True, **JIT)
-def _product(gemm, a, b, c):
-    """c = a · b on C-contiguous 2-D arrays, by BLAS."""
-    m, k = a.shape
-    n = b.shape[1]
-    one, zero = c.dtype.type(1), c.dtype.type(0)
-    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, one, a.ctypes.data, k, b.ctypes.data, n,
-         zero, c.ctypes.data, n)
-
-
-@njit(nogil=True, **JIT)
 def _forward_steps(gemm, act, h0, c0, W_hh_T, c_all, tanh_c, out, ha, lo, hi, reverse):
     """The forward loop over all steps for the batch rows [lo, hi) (``ha``: scratch of
     hi - lo rows)."""
@@ -229,7 +219,7 @@ def _forward_steps(gemm, act, h0, c0, W_hh_T, c_all, tanh_c, out, ha, lo, hi, re
         before = t + 1 if reverse else t - 1
         h = h0[lo:hi] if k == 0 else out[before, lo:hi]
         c = c0[lo:hi] if k == 0 else c_all[before, lo:hi]
-        _product(gemm, h, W_hh_T, ha)                            # h_{t-1} W_hhᵀ
+        product(gemm, h, W_hh_T, ha)                            # h_{t-1} W_hhᵀ
         for b in range(hi - lo):
             _forward_row(act[t, lo + b], ha[b], c[b], c_all[t, lo + b], tanh_c[t, lo + b],
                          out[t, lo + b], n)
@@ -248,7 +238,7 @@ def _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc
         if k == 0:
             gh[:] = gh_n[lo:hi]
         else:
-            _product(gemm, ga[t - 1 if reverse else t + 1, lo:hi], W_hh, gh)
+            product(gemm, ga[t - 1 if reverse else t + 1, lo:hi], W_hh, gh)
         gh += gout[t, lo:hi]
         c = c0[lo:hi] if k == steps - 1 else c_all[t + 1 if reverse else t - 1, lo:hi]
         for b in range(hi - lo):
@@ -258,7 +248,7 @@ def _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc
     gc0[lo:hi] = gc
 
 
-def _over_rows(run, batch: int) -> None:
+def over_rows(run, batch: int) -> None:
     """``run(lo, hi)`` over the batch's rows: ranges of at least SPLIT_ROWS rows on the
     pool, or all rows on the calling thread (BLAS held to one thread either way)."""
     parts = min(threads.get_num_threads(), batch // SPLIT_ROWS)
@@ -279,7 +269,7 @@ def lstm_forward_steps(act, h0, c0, W_hh_T, c_all, tanh_c, out, reverse: bool) -
         ha = np.empty((hi - lo, act.shape[2]), dtype=act.dtype)
         _forward_steps(gemm, act, h0, c0, W_hh_T, c_all, tanh_c, out, ha, lo, hi, reverse)
 
-    _over_rows(run, act.shape[1])
+    over_rows(run, act.shape[1])
     return True
 
 
@@ -291,6 +281,6 @@ def lstm_backward_steps(gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc0,
     gemm = GEMM.get(act.dtype)
     if gemm is None or any(a.dtype != act.dtype for a in (gout, gh_n, gc_n, c0, W_hh)):
         return False
-    _over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c,
+    over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c,
                                               W_hh, ga, gc0, lo, hi, reverse), act.shape[1])
     return True

@@ -25,6 +25,8 @@ products (or sums) over all T·B rows. :func:`gru_sequence` picks the op
 
 from __future__ import annotations
 
+import numpy as np
+
 from engine import kernels
 from engine.function import Function
 from engine.ops.lstm import products, states_before
@@ -58,11 +60,15 @@ class GRUSequence(Function):
         ha = xp.empty((B, 3 * H), dtype=x.dtype)
         W_hh_T = xp.ascontiguousarray(W_hh.T)                # (H, 3H): BLAS runs it 20% faster
         h = xp.ascontiguousarray(h0)
+        order = range(T - 1, -1, -1) if reverse else range(T)
         with one_blas_thread:
-            for t in (range(T - 1, -1, -1) if reverse else range(T)):
-                step_matmul(h, W_hh_T, out=ha)
-                impl.gru_cell_forward(xp, act[t], ha, b_hh, h, hn[t], out[t])
-                h = out[t]
+            if xp is np and impl.gru_forward_steps(act, h, b_hh, W_hh_T, hn, out, reverse):
+                h = out[order[-1]] if T else h
+            else:
+                for t in order:
+                    step_matmul(h, W_hh_T, out=ha)
+                    impl.gru_cell_forward(xp, act[t], ha, b_hh, h, hn[t], out[t])
+                    h = out[t]
         ctx.reverse = reverse
         ctx.save_for_backward(x if x.flags.c_contiguous else x2, h0, W_ih, W_hh, act, hn,
                               out)
@@ -84,16 +90,19 @@ class GRUSequence(Function):
         step = 1 if ctx.reverse else -1                      # from t to the step before it
         matmul, step_matmul, one_blas_thread = products(xp, B, W_hh)
         with one_blas_thread:
-            for k, t in enumerate(order):
-                if k == 0:
-                    gh[...] = gh_n
-                else:
-                    step_matmul(gha[t - step], W_hh, out=gh)  # (B, 3H) @ (3H, H)
-                    gh += gh_direct
-                gh += gout[t]
-                h_before = h0c if t == first else out[t + step]
-                impl.gru_cell_backward(xp, gh, act[t], hn[t], h_before, gxa[t], gha[t],
-                                       gh_direct)
+            if not (xp is np and impl.gru_backward_steps(
+                    np.ascontiguousarray(gout), np.ascontiguousarray(gh_n), act, hn, h0c,
+                    out, np.ascontiguousarray(W_hh), gxa, gha, gh_direct, ctx.reverse)):
+                for k, t in enumerate(order):
+                    if k == 0:
+                        gh[...] = gh_n
+                    else:
+                        step_matmul(gha[t - step], W_hh, out=gh)  # (B, 3H) @ (3H, H)
+                        gh += gh_direct
+                    gh += gout[t]
+                    h_before = h0c if t == first else out[t + step]
+                    impl.gru_cell_backward(xp, gh, act[t], hn[t], h_before, gxa[t], gha[t],
+                                           gh_direct)
             gh0 = gh_direct + step_matmul(gha[first], W_hh) if needs[1] else None
         gx2, gh2 = gxa.reshape(T * B, H3), gha.reshape(T * B, H3)
         gx = matmul(gx2, W_ih).reshape(T, B, -1) if needs[0] else None

@@ -152,3 +152,35 @@ def test_fused_gru_on_a_fake_device_matches_cpu(monkeypatch):
     for a, b in zip(*results):
         assert fake_cupy.is_fake(b.data)
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_whole_recurrence_kernels_equal_the_python_step_loop(monkeypatch, restore_threads,
+                                                              dtype, reverse, split, bias):
+    """As for the LSTM: the step loops as Numba kernels calling BLAS, over ranges of the
+    batch's rows when ``split``, give the Python loop's outputs and gradients bit for
+    bit."""
+    from engine import threads
+
+    arrays = _arrays(5, 12, 3, 4, seed=12, dtype=dtype, bias=bias)
+    calls = []
+    for name in ("_forward_steps", "_backward_steps"):
+        real = getattr(cpu_gru, name)
+        monkeypatch.setattr(cpu_gru, name,
+                            lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    engine.set_num_threads(2)
+    monkeypatch.setattr(cpu_rnn, "SPLIT_ROWS", 4 if split else 100)
+    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
+    monkeypatch.setattr(threads, "MIN_JUDGED", 1.0)     # no pause from these tiny splits
+    kernels = _run(arrays, True, reverse)
+    ranges = 2 if split else 1
+    assert calls == ["_forward_steps"] * ranges + ["_backward_steps"] * ranges
+    monkeypatch.setattr(cpu_gru, "GEMM", {})            # no BLAS to call: the Python loop
+    calls.clear()
+    loop = _run(arrays, True, reverse)
+    assert calls == []
+    for a, b in zip(kernels, loop):
+        np.testing.assert_array_equal(a, b, strict=True)
