@@ -56,6 +56,33 @@ def assert_fused_matches_reference(fn, arrays, rtol, atol, device="cpu", seed=0)
     return outs
 
 
+def assert_recurrence_kernels_equal_loop(monkeypatch, module, run_op, split):
+    """The recurrence of ``module`` (cpu_rnn or cpu_gru) as Numba kernels, its batch in
+    two ranges of rows on the pool when ``split``, against its Python step loop (no BLAS
+    handed to kernels): ``run_op()`` gives the same arrays bit for bit."""
+    from engine import threads
+    from engine.kernels import cpu_rnn
+
+    calls = []
+    for name in ("_forward_steps", "_backward_steps"):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name,
+                            lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    engine.set_num_threads(2)
+    monkeypatch.setattr(cpu_rnn, "SPLIT_ROWS", 4 if split else 100)
+    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
+    monkeypatch.setattr(threads, "MIN_JUDGED", 1.0)     # no pause from these tiny splits
+    kernels = run_op()
+    ranges = 2 if split else 1
+    assert calls == ["_forward_steps"] * ranges + ["_backward_steps"] * ranges
+    monkeypatch.setattr(module, "GEMM", {})             # no BLAS to call: the Python loop
+    calls.clear()
+    loop = run_op()
+    assert calls == []
+    for a, b in zip(kernels, loop):
+        np.testing.assert_array_equal(a, b, strict=True)
+
+
 def tolerances(dtype, magnitude=1.0):
     if dtype == np.float64:
         return 1e-9, 1e-11 * max(1.0, magnitude)

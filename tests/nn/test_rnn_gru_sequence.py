@@ -14,7 +14,7 @@ from engine.kernels import cpu_gru, cpu_rnn, cuda_rnn
 from engine.ops.gru import gru_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from fused_paths import leaves, run  # noqa: E402
+from fused_paths import assert_recurrence_kernels_equal_loop, leaves, run  # noqa: E402
 
 
 def _arrays(T, B, n_in, H, seed, dtype=np.float64, bias=True, scale=1.0):
@@ -163,24 +163,6 @@ def test_whole_recurrence_kernels_equal_the_python_step_loop(monkeypatch, restor
     """As for the LSTM: the step loops as Numba kernels calling BLAS, over ranges of the
     batch's rows when ``split``, give the Python loop's outputs and gradients bit for
     bit."""
-    from engine import threads
-
     arrays = _arrays(5, 12, 3, 4, seed=12, dtype=dtype, bias=bias)
-    calls = []
-    for name in ("_forward_steps", "_backward_steps"):
-        real = getattr(cpu_gru, name)
-        monkeypatch.setattr(cpu_gru, name,
-                            lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
-    engine.set_num_threads(2)
-    monkeypatch.setattr(cpu_rnn, "SPLIT_ROWS", 4 if split else 100)
-    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
-    monkeypatch.setattr(threads, "MIN_JUDGED", 1.0)     # no pause from these tiny splits
-    kernels = _run(arrays, True, reverse)
-    ranges = 2 if split else 1
-    assert calls == ["_forward_steps"] * ranges + ["_backward_steps"] * ranges
-    monkeypatch.setattr(cpu_gru, "GEMM", {})            # no BLAS to call: the Python loop
-    calls.clear()
-    loop = _run(arrays, True, reverse)
-    assert calls == []
-    for a, b in zip(kernels, loop):
-        np.testing.assert_array_equal(a, b, strict=True)
+    assert_recurrence_kernels_equal_loop(monkeypatch, cpu_gru,
+                                         lambda: _run(arrays, True, reverse), split)

@@ -16,7 +16,7 @@ from engine.kernels import cpu_rnn, cuda_rnn
 from engine.ops.lstm import lstm_sequence, lstm_sequence_reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from fused_paths import leaves, run  # noqa: E402
+from fused_paths import assert_recurrence_kernels_equal_loop, leaves, run  # noqa: E402
 
 
 def _arrays(T, B, n_in, H, seed, dtype=np.float64, bias=True, scale=1.0):
@@ -245,24 +245,6 @@ def test_whole_recurrence_kernels_equal_the_python_step_loop(monkeypatch, restor
     """The forward and backward loops run as Numba kernels that call BLAS for each step's
     product, over ranges of the batch's rows on the pool when ``split``; outputs and every
     gradient equal the Python step loop's, bit for bit."""
-    from engine import threads
-
     arrays = _arrays(5, 12, 3, 4, seed=11, dtype=dtype)
-    calls = []
-    for name in ("_forward_steps", "_backward_steps"):
-        real = getattr(cpu_rnn, name)
-        monkeypatch.setattr(cpu_rnn, name,
-                            lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
-    engine.set_num_threads(2)
-    monkeypatch.setattr(cpu_rnn, "SPLIT_ROWS", 4 if split else 100)
-    monkeypatch.setattr(threads._Contention, "pause_until", 0.0)
-    monkeypatch.setattr(threads, "MIN_JUDGED", 1.0)     # no pause from these tiny splits
-    kernels = _run(arrays, True, reverse)
-    ranges = 2 if split else 1
-    assert calls == ["_forward_steps"] * ranges + ["_backward_steps"] * ranges
-    monkeypatch.setattr(cpu_rnn, "GEMM", {})           # no BLAS to call: the Python loop
-    calls.clear()
-    loop = _run(arrays, True, reverse)
-    assert calls == []
-    for a, b in zip(kernels, loop):
-        np.testing.assert_array_equal(a, b, strict=True)
+    assert_recurrence_kernels_equal_loop(monkeypatch, cpu_rnn,
+                                         lambda: _run(arrays, True, reverse), split)
