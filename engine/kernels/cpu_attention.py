@@ -295,24 +295,28 @@ def backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra, needs
 
 def _over_heads(work, n_heads: int, head_size: int) -> None:
     """Run ``work(lo, hi)`` over every head on ``numba.get_num_threads()`` threads; inline
-    when the work is small or BLAS cannot be held to one thread per worker.
+    when the work is small or BLAS cannot be held to one thread per worker; BLAS on one
+    thread either way.
 
-    The threads claim heads one at a time from a shared counter instead of taking fixed
-    ranges: on a machine whose cores are shared, a worker the scheduler starts late finds
-    the heads already done by the others, rather than making them wait for its half. So
-    such a split is not judged for contention (its CPU share is low even when the cores
-    are idle: a late worker finds few heads left)."""
+    The threads claim heads a few at a time (about 8 claims per thread) from a shared
+    counter instead of taking fixed ranges: on a machine whose cores are shared, a worker
+    the scheduler starts late finds the heads already done by the others, rather than
+    making them wait for its half. So such a split is not judged for contention (its CPU
+    share is low even when the cores are idle: a late worker finds few heads left)."""
     n_threads = min(numba.get_num_threads(), n_heads)
     if n_threads < 2 or n_heads * head_size < 1 << 15:
-        work(0, n_heads)
+        with threads.blas_threads(1):
+            work(0, n_heads)
         return
-    counter = itertools.count()         # next() on it is atomic: each head claimed once
+    chunk = max(1, n_heads // (8 * n_threads))
+    counter = itertools.count()         # next() on it is atomic: each chunk claimed once
 
     def claim(_lo: int, _hi: int) -> None:
-        r = next(counter)
+        r = next(counter) * chunk
         while r < n_heads:
-            work(r, r + 1)
-            r = next(counter)
+            work(r, min(r + chunk, n_heads))
+            r = next(counter) * chunk
 
     if not threads.run_split(claim, n_threads, n_threads, judged=False):
-        claim(0, n_heads)
+        with threads.blas_threads(1):
+            claim(0, n_heads)

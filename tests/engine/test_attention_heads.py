@@ -34,9 +34,9 @@ def test_every_head_runs_once_on_the_pool(two_threads):
     if two_threads < 2 or threads.get_blas_threads() is None:
         pytest.skip("needs two Numba threads and an OpenBLAS the pool can hold")
     calls, work = _recorder()
-    cpu_attention._over_heads(work, 37, 1 << 12)
-    assert sorted(lo for lo, _, _ in calls) == list(range(37))
-    assert all(hi == lo + 1 for lo, hi, _ in calls)
+    cpu_attention._over_heads(work, 37, 1 << 12)           # chunks of 37 // 16 = 2 heads
+    ranges = sorted((lo, hi) for lo, hi, _ in calls)
+    assert ranges == [(lo, min(lo + 2, 37)) for lo in range(0, 37, 2)]
 
 
 def test_a_late_thread_finds_the_heads_done(monkeypatch, two_threads):
@@ -55,7 +55,7 @@ def test_a_late_thread_finds_the_heads_done(monkeypatch, two_threads):
     calls, work = _recorder()
     cpu_attention._over_heads(work, 8, 1 << 13)
     assert order == [("split", 3, 3, False)]         # self-balancing: not judged
-    assert [lo for lo, _, _ in calls] == list(range(8))
+    assert [(lo, hi) for lo, hi, _ in calls] == [(h, h + 1) for h in range(8)]  # 1 per claim
 
 
 def test_small_work_or_one_thread_runs_inline(monkeypatch):
@@ -124,3 +124,12 @@ def test_numba_head_loops_equal_the_python_loops(monkeypatch, dtype, causal, opt
     assert calls == []
     for a, b in zip(numba_path, python_path):
         np.testing.assert_array_equal(a, b, strict=True)
+
+
+def test_heads_run_inline_with_blas_on_one_thread(restore_threads):
+    if threads.get_blas_threads() is None:
+        pytest.skip("needs an OpenBLAS the engine can hold")
+    threads.set_blas_threads(2)
+    seen = []
+    cpu_attention._over_heads(lambda lo, hi: seen.append(threads.get_blas_threads()), 4, 16)
+    assert seen == [1] and threads.get_blas_threads() == 2
