@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels.cpu_math import GEMM, JIT, JIT_FMA, PARALLEL, product
-from engine.kernels.cpu_rnn import PARALLEL_MIN, over_rows, vsigmoid, vtanh
+from engine.kernels.cpu_rnn import PARALLEL_MIN, fits, over_rows, vsigmoid, vtanh
 
 
 @njit(**JIT_FMA)
@@ -142,9 +142,10 @@ def _backward_steps(gemm, gout, gh_n, act, hn, h0, out, W_hh, gxa, gha, gh_direc
 def gru_forward_steps(act, h0, b_hh, W_hh_T, hn, out, reverse: bool) -> bool:
     """All steps of the forward loop (:mod:`engine.ops.gru`) on C-contiguous arrays:
     ``act`` (T, B, 3H) holds XA + b_ih on entry and the gates on exit; hn and out (T, B, H)
-    are written. False, doing nothing, when no BLAS serves this dtype."""
+    are written. False, doing nothing, where the kernels do not serve the arrays
+    (:func:`~engine.kernels.cpu_rnn.fits`)."""
     gemm = GEMM.get(act.dtype)
-    if gemm is None or any(a.dtype != act.dtype for a in (h0, b_hh, W_hh_T)):
+    if not fits(gemm, act, h0, b_hh, W_hh_T, hn, out):
         return False
 
     def run(lo, hi):
@@ -159,9 +160,10 @@ def gru_backward_steps(gout, gh_n, act, hn, h0, out, W_hh, gxa, gha, gh_direct,
                        reverse: bool) -> bool:
     """All steps of the backward loop on C-contiguous arrays: GX and GH (T, B, 3H) into
     ``gxa`` and ``gha``, and gh ⊙ z of the first step taken into ``gh_direct`` (B, H).
-    False, doing nothing, when no BLAS serves this dtype."""
+    False, doing nothing, where the kernels do not serve the arrays
+    (:func:`~engine.kernels.cpu_rnn.fits`)."""
     gemm = GEMM.get(act.dtype)
-    if gemm is None or any(a.dtype != act.dtype for a in (gout, gh_n, h0, W_hh)):
+    if not fits(gemm, act, gout, gh_n, hn, h0, out, W_hh, gxa, gha, gh_direct):
         return False
     over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, act, hn, h0, out, W_hh, gxa,
                                              gha, gh_direct, lo, hi, reverse), act.shape[1])

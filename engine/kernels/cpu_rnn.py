@@ -248,6 +248,13 @@ def _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc
     gc0[lo:hi] = gc
 
 
+def fits(gemm, *arrays) -> bool:
+    """Whether the recurrence kernels serve these arrays: a BLAS for their dtype, one
+    dtype, every array C-contiguous (the products take rows to be one after another)."""
+    return gemm is not None and all(a.dtype == arrays[0].dtype and a.flags.c_contiguous
+                                    for a in arrays)
+
+
 def over_rows(run, batch: int) -> None:
     """``run(lo, hi)`` over the batch's rows: ranges of at least SPLIT_ROWS rows on the
     pool, or all rows on the calling thread (BLAS held to one thread either way)."""
@@ -260,9 +267,10 @@ def over_rows(run, batch: int) -> None:
 def lstm_forward_steps(act, h0, c0, W_hh_T, c_all, tanh_c, out, reverse: bool) -> bool:
     """All steps of the forward loop (:mod:`engine.ops.lstm`) on C-contiguous arrays:
     ``act`` (T, B, 4H) holds XA on entry and the gates on exit; c_all, tanh_c and out
-    (T, B, H) are written. False, doing nothing, when no BLAS serves this dtype."""
+    (T, B, H) are written. False, doing nothing, where the kernels do not serve the
+    arrays (:func:`fits`)."""
     gemm = GEMM.get(act.dtype)
-    if gemm is None or any(a.dtype != act.dtype for a in (h0, c0, W_hh_T)):
+    if not fits(gemm, act, h0, c0, W_hh_T, c_all, tanh_c, out):
         return False
 
     def run(lo, hi):
@@ -276,10 +284,10 @@ def lstm_forward_steps(act, h0, c0, W_hh_T, c_all, tanh_c, out, reverse: bool) -
 def lstm_backward_steps(gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc0,
                         reverse: bool) -> bool:
     """All steps of the backward loop on C-contiguous arrays: GA (T, B, 4H) into ``ga``,
-    the gradient of c₀ (B, H) into ``gc0``. False, doing nothing, when no BLAS serves
-    this dtype."""
+    the gradient of c₀ (B, H) into ``gc0``. False, doing nothing, where the kernels do not
+    serve the arrays (:func:`fits`)."""
     gemm = GEMM.get(act.dtype)
-    if gemm is None or any(a.dtype != act.dtype for a in (gout, gh_n, gc_n, c0, W_hh)):
+    if not fits(gemm, act, gout, gh_n, gc_n, c0, c_all, tanh_c, W_hh, ga, gc0):
         return False
     over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c,
                                               W_hh, ga, gc0, lo, hi, reverse), act.shape[1])

@@ -248,3 +248,15 @@ def test_whole_recurrence_kernels_equal_the_python_step_loop(monkeypatch, restor
     arrays = _arrays(5, 12, 3, 4, seed=11, dtype=dtype)
     assert_recurrence_kernels_equal_loop(monkeypatch, cpu_rnn,
                                          lambda: _run(arrays, True, reverse), split)
+
+
+def test_recurrence_kernels_take_only_one_dtype_in_c_order():
+    """Anything else (or no BLAS to call) leaves the Python step loop to run."""
+    a = np.zeros((2, 3), np.float32)
+    gemm = cpu_rnn.GEMM.get(a.dtype)
+    if gemm is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS found here")
+    assert cpu_rnn.fits(gemm, a, a.copy())
+    assert not cpu_rnn.fits(gemm, a, a.astype(np.float64))
+    assert not cpu_rnn.fits(gemm, a, np.zeros((3, 2), np.float32).T)
+    assert not cpu_rnn.fits(None, a)
