@@ -171,10 +171,14 @@ def _backward_heads(gemm, q, k, v, p, gout, gs, gq, gk, gv, sc, drop, has_drop, 
                     gk[g, h, i, j] *= sc
 
 
-def _numba_heads(q, k, v, p, *others) -> bool:
-    """Whether the Numba loops serve these arrays: a BLAS for the dtype, no empty axis."""
+def _numba_heads(heads: tuple, others: tuple) -> bool:
+    """Whether the Numba loops serve these arrays: a BLAS for their dtype, one dtype, no
+    empty axis in q, k, v (the first three ``heads``), every one of ``heads`` C-contiguous
+    (the products take rows to be one after another); ``others`` may be None."""
+    q, k, v = heads[:3]
     return (q.dtype in GEMM and min(q.shape[2:] + k.shape[2:] + v.shape[3:]) > 0
-            and all(a is None or a.dtype == q.dtype for a in (k, v, p) + others))
+            and all(a.flags.c_contiguous and a.dtype == q.dtype for a in heads)
+            and all(a is None or a.dtype == q.dtype for a in others))
 
 
 def _or_dummy(a, dtype):
@@ -229,7 +233,7 @@ def forward(q, k, v, scale: float, bias, keep, causal: bool, drop):
                 if hidden_bad and n < tk:               # 0 · NaN = NaN, as in P V
                     out[g, h, i0:i1, ~np.isfinite(v[g, h, n:]).all(axis=0)] = np.nan
 
-    if not hidden_bad and _numba_heads(q, k, v, p, drop):
+    if not hidden_bad and _numba_heads((q, k, v, p, out), (drop,)):
         args = (GEMM[q.dtype], q, k, v, p, out, scale, *_or_dummy(bias, q.dtype),
                 *_or_dummy(keep, np.bool_), *_or_dummy(drop, q.dtype), causal,
                 np.array(blocks, dtype=np.int64).reshape(-1, 3))
@@ -281,7 +285,7 @@ def backward(q, k, v, p, gout, scale: float, drop, causal: bool, gp_extra, needs
             if gk is not None:
                 gk[g, h] *= sc
 
-    if _numba_heads(q, k, v, p, gout, drop, gp_extra):
+    if _numba_heads((q, k, v, p, gout, gs), (drop, gp_extra)):
         none = np.empty((0, 0, 0, 0), dtype=q.dtype)          # a gradient not asked for
         args = (GEMM[q.dtype], q, k, v, p, gout, gs, none if gq is None else gq,
                 none if gk is None else gk, none if gv is None else gv, sc,

@@ -133,3 +133,17 @@ def test_heads_run_inline_with_blas_on_one_thread(restore_threads):
     seen = []
     cpu_attention._over_heads(lambda lo, hi: seen.append(threads.get_blas_threads()), 4, 16)
     assert seen == [1] and threads.get_blas_threads() == 2
+
+
+def test_heads_not_in_c_order_take_the_python_loops(monkeypatch):
+    q, k, v, *_ = _attention_arrays(False, np.float32)
+    calls = []
+    real = cpu_attention._forward_heads
+    monkeypatch.setattr(cpu_attention, "_forward_heads",
+                        lambda *a: (calls.append(1), real(*a))[1])
+    strided = np.ascontiguousarray(q.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    out, p = cpu_attention.forward(strided, k, v, 0.5, None, None, False, None)
+    assert calls == []
+    expected, _ = cpu_attention.forward(q, k, v, 0.5, None, None, False, None)
+    assert calls == [1]
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
