@@ -45,7 +45,7 @@ class GRUSequence(Function):
     @staticmethod
     def forward(ctx, x, h0, W_ih, W_hh, b_ih=None, b_hh=None, reverse=False):
         xp = ctx.xp
-        impl = kernels.select(x)
+        ctx.impl = impl = kernels.select(x)       # backward runs the same implementation
         T, B, n_in = x.shape
         H = W_hh.shape[1]
         x2 = x.reshape(T * B, n_in)                          # (T·B, I)
@@ -78,7 +78,7 @@ class GRUSequence(Function):
     def backward(ctx, gout, gh_n):
         xp = ctx.xp
         x2, h0, W_ih, W_hh, act, hn, out = ctx.saved_tensors
-        impl = kernels.select(act)
+        impl = ctx.impl
         needs = ctx.needs_input_grad
         T, B, H3 = act.shape
         gxa, gha = xp.empty_like(act), xp.empty_like(act)   # (T, B, 3H): GX and GH

@@ -99,7 +99,7 @@ class LSTMSequence(Function):
     @staticmethod
     def forward(ctx, x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, reverse=False):
         xp = ctx.xp
-        impl = kernels.select(x)
+        ctx.impl = impl = kernels.select(x)       # backward runs the same implementation
         T, B, n_in = x.shape
         H = W_hh.shape[1]
         x2 = x.reshape(T * B, n_in)                          # (T·B, I)
@@ -134,7 +134,7 @@ class LSTMSequence(Function):
     def backward(ctx, gout, gh_n, gc_n):
         xp = ctx.xp
         x2, h0, c0, W_ih, W_hh, act, c_all, tanh_c, out = ctx.saved_tensors
-        impl = kernels.select(act)
+        impl = ctx.impl
         needs = ctx.needs_input_grad
         T, B, H4 = act.shape
         ga = xp.empty_like(act)                              # (T, B, 4H): GA

@@ -92,7 +92,7 @@ class LSTMCellFunction(Function):
     @staticmethod
     def forward(ctx, xa, ha, c):
         xp = ctx.xp
-        impl = kernels.select(xa, ha, c)
+        ctx.impl = impl = kernels.select(xa, ha, c)
         a = xa.reshape(ha.shape).copy()                    # (B, 4H): becomes [i, f, g, o]
         c = xp.ascontiguousarray(c)
         c_new, t, h_new = (xp.empty(c.shape, dtype=c.dtype) for _ in range(3))
@@ -107,8 +107,8 @@ class LSTMCellFunction(Function):
         a, c, t = ctx.saved_tensors
         ga = xp.empty_like(a)
         gc = xp.empty_like(c)
-        kernels.select(a).lstm_cell_backward(xp, xp.ascontiguousarray(gh),
-                                             xp.ascontiguousarray(gc_new), a, c, t, ga, gc)
+        ctx.impl.lstm_cell_backward(xp, xp.ascontiguousarray(gh), xp.ascontiguousarray(gc_new),
+                                    a, c, t, ga, gc)
         return ga.reshape(ctx.xa_shape), ga, gc if ctx.needs_input_grad[2] else None
 
 

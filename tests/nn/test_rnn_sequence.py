@@ -260,3 +260,31 @@ def test_recurrence_kernels_take_only_one_dtype_in_c_order():
     assert not cpu_rnn.fits(gemm, a, a.astype(np.float64))
     assert not cpu_rnn.fits(gemm, a, np.zeros((3, 2), np.float32).T)
     assert not cpu_rnn.fits(None, a)
+
+
+@pytest.mark.parametrize("make", ["lstm", "gru", "lstm_cell"])
+def test_a_fused_graph_runs_its_backward_fused_where_fusion_is_off(make):
+    """The backward runs the implementation the forward chose (as every fused op does),
+    whatever the switch says when it runs; gradients as with fusion on throughout."""
+    from engine.ops.rnn import lstm_cell
+
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(s) for s in ((5, 2, 4), (2, 12), (2, 3))]
+
+    def grads(off_in_backward):
+        engine.manual_seed(0)
+        x, ha, c = leaves([a.copy() for a in arrays])
+        if make == "lstm_cell":
+            h, c2 = lstm_cell(x[0].reshape(2, 4).repeat(1, 3), ha, c)
+            loss, ins = (h * h).sum() + c2.sum(), (x, ha, c)
+        else:
+            layer = nn.LSTM(4, 3) if make == "lstm" else nn.GRU(4, 3)
+            layer.double()
+            out, _ = layer(x)
+            loss, ins = (out * out).sum(), (x,) + tuple(layer.parameters())
+        with engine.use_fused(not off_in_backward):
+            loss.backward()
+        return [t.grad.numpy() for t in ins]
+
+    for a, b in zip(grads(True), grads(False)):
+        np.testing.assert_array_equal(a, b)
