@@ -163,6 +163,7 @@ def gru_backward_steps(gout, gh_n, act, hn, h0, out, W_hh, gxa, gha, gh_direct,
     False, doing nothing, where the kernels do not serve the arrays
     (:func:`~engine.kernels.cpu_rnn.fits`)."""
     gemm = GEMM.get(act.dtype)
+    gout, gh_n, W_hh = (np.ascontiguousarray(a) for a in (gout, gh_n, W_hh))  # read only
     if not fits(gemm, act, gout, gh_n, hn, h0, out, W_hh, gxa, gha, gh_direct):
         return False
     over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, act, hn, h0, out, W_hh, gxa,

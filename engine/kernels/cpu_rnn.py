@@ -287,6 +287,7 @@ def lstm_backward_steps(gout, gh_n, gc_n, act, c0, c_all, tanh_c, W_hh, ga, gc0,
     the gradient of c₀ (B, H) into ``gc0``. False, doing nothing, where the kernels do not
     serve the arrays (:func:`fits`)."""
     gemm = GEMM.get(act.dtype)
+    gout, gh_n, W_hh = (np.ascontiguousarray(a) for a in (gout, gh_n, W_hh))  # read only
     if not fits(gemm, act, gout, gh_n, gc_n, c0, c_all, tanh_c, W_hh, ga, gc0):
         return False
     over_rows(lambda lo, hi: _backward_steps(gemm, gout, gh_n, gc_n, act, c0, c_all, tanh_c,

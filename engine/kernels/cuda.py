@@ -17,7 +17,8 @@ from numba import cuda
 from engine import backend
 from engine.kernels.cuda_jit import SIMULATOR, compiled, threads_for
 from engine.kernels.cuda_rnn import (  # noqa: F401  (the LSTM and GRU steps)
-    gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward,
+    gru_backward_steps, gru_cell_backward, gru_cell_forward, gru_forward_steps,
+    lstm_backward_steps, lstm_cell_backward, lstm_cell_forward, lstm_forward_steps,
 )
 from engine.kernels.reference import group_shape, grouped, heads, last_axes_rows, rows, unrows
 

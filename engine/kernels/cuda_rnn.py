@@ -65,6 +65,16 @@ def gru_cell_forward(xp, a, ha, b_hh, h, hn, h_new) -> None:
     h_new += n
 
 
+def lstm_forward_steps(*arrays, reverse: bool) -> bool:
+    """No whole-recurrence kernel here: False, and the op runs its step loop, each step's
+    product on cuBLAS and its pointwise part in the functions above (so do the three
+    below)."""
+    return False
+
+
+lstm_backward_steps = gru_forward_steps = gru_backward_steps = lstm_forward_steps
+
+
 def gru_cell_backward(xp, gh, a, hn, h, gxa, gha, gh_direct) -> None:
     """One GRU step back from the upstream gradient ``gh`` of h' (B, H), the saved
     activations ``a`` (B, 3H), ``hn`` and the state ``h`` before the step: writes the

@@ -25,7 +25,6 @@ products (or sums) over all T·B rows. :func:`gru_sequence` picks the op
 
 from __future__ import annotations
 
-import numpy as np
 
 from engine import kernels
 from engine.function import Function
@@ -62,7 +61,7 @@ class GRUSequence(Function):
         h = xp.ascontiguousarray(h0)
         order = range(T - 1, -1, -1) if reverse else range(T)
         with one_blas_thread:
-            if xp is np and impl.gru_forward_steps(act, h, b_hh, W_hh_T, hn, out, reverse):
+            if impl.gru_forward_steps(act, h, b_hh, W_hh_T, hn, out, reverse=reverse):
                 h = out[order[-1]] if T else h
             else:
                 for t in order:
@@ -90,9 +89,8 @@ class GRUSequence(Function):
         step = 1 if ctx.reverse else -1                      # from t to the step before it
         matmul, step_matmul, one_blas_thread = products(xp, B, W_hh)
         with one_blas_thread:
-            if not (xp is np and impl.gru_backward_steps(
-                    np.ascontiguousarray(gout), np.ascontiguousarray(gh_n), act, hn, h0c,
-                    out, np.ascontiguousarray(W_hh), gxa, gha, gh_direct, ctx.reverse)):
+            if not impl.gru_backward_steps(gout, gh_n, act, hn, h0c, out, W_hh, gxa, gha,
+                                           gh_direct, reverse=ctx.reverse):
                 for k, t in enumerate(order):
                     if k == 0:
                         gh[...] = gh_n

@@ -115,8 +115,8 @@ class LSTMSequence(Function):
         h, c = xp.ascontiguousarray(h0), xp.ascontiguousarray(c0)
         order = range(T - 1, -1, -1) if reverse else range(T)
         with one_blas_thread:
-            if xp is np and impl.lstm_forward_steps(act, h, c, W_hh_T, c_all, tanh_c, out,
-                                                    reverse):
+            if impl.lstm_forward_steps(act, h, c, W_hh_T, c_all, tanh_c, out,
+                                       reverse=reverse):
                 h, c = (out[order[-1]], c_all[order[-1]]) if T else (h, c)
             else:
                 for t in order:
@@ -146,9 +146,8 @@ class LSTMSequence(Function):
         step = 1 if ctx.reverse else -1                      # from t to the step before it
         matmul, step_matmul, one_blas_thread = products(xp, B, W_hh)
         with one_blas_thread:
-            if xp is np and impl.lstm_backward_steps(
-                    np.ascontiguousarray(gout), np.ascontiguousarray(gh_n), gc, act, c0,
-                    c_all, tanh_c, np.ascontiguousarray(W_hh), ga, gc_prev, ctx.reverse):
+            if impl.lstm_backward_steps(gout, gh_n, gc, act, c0, c_all, tanh_c, W_hh, ga,
+                                        gc_prev, reverse=ctx.reverse):
                 gc = gc_prev
             else:
                 for k, t in enumerate(order):
