@@ -87,6 +87,16 @@ def _head_grad_scores(p, gp, i0, i1, nk, drop, has_drop, causal):
 # no OpenBLAS, a causal mask over non-finite values), so the same values (but for the last
 # bits of a block of one query row, which NumPy multiplies with a matrix-vector routine).
 @njit(nogil=True, **JIT)
+def _times_mask(p, d, i0, m, n, scratch):
+    """scratch[:m, :n] = (P ⊙ D)[i0:i0 + m, :n] of one head; returns scratch's first row,
+    the start of the block for BLAS (rows as far apart as in P)."""
+    for i in range(m):
+        for j in range(n):
+            scratch[i, j] = p[i0 + i, j] * d[i0 + i, j]
+    return scratch[0]
+
+
+@njit(nogil=True, **JIT)
 def _forward_heads(gemm, q, k, v, p, out, scale, bias, has_bias, keep, has_keep, drop,
                    has_drop, causal, blocks, lo, hi):
     nh, d, dv, tk = q.shape[1], q.shape[3], v.shape[3], p.shape[3]
@@ -104,10 +114,7 @@ def _forward_heads(gemm, q, k, v, p, out, scale, bias, has_bias, keep, has_keep,
             _head_probs(p[g, h], i0, i1, n, scale, b, has_bias, kp, has_keep, causal)
             a = p[g, h, i0]
             if has_drop:                                                       # P ⊙ D
-                for i in range(m):
-                    for j in range(n):
-                        scratch[i, j] = p[g, h, i0 + i, j] * drop[g, h, i0 + i, j]
-                a = scratch[0]
+                a = _times_mask(p[g, h], drop[g, h], i0, m, n, scratch)
             gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, dv, n, one, a.ctypes.data, tk,
                  v[g, h, 0].ctypes.data, dv, zero, out[g, h, i0].ctypes.data, dv)  # · V
 
@@ -139,10 +146,7 @@ def _backward_heads(gemm, q, k, v, p, gout, gs, gq, gk, gv, sc, drop, has_drop, 
             if gv.shape[0]:                                           # gV += (P ⊙ D)ᵀ gout
                 a = p[g, h, i0]
                 if has_drop:
-                    for i in range(m):
-                        for j in range(n):
-                            scratch[i, j] = p[g, h, i0 + i, j] * dh[i0 + i, j]
-                    a = scratch[0]
+                    a = _times_mask(p[g, h], dh, i0, m, n, scratch)
                 gemm(ROW_MAJOR, TRANS, NO_TRANS, n, dv, m, one, a.ctypes.data, tk,
                      gout[g, h, i0].ctypes.data, dv, zero, part.ctypes.data, dv)
                 _add_part(gv[g, h], part, n, dv)
