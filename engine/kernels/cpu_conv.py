@@ -1,5 +1,6 @@
-"""2-D convolution on the CPU: one image at a time, im2col as a NumPy copy, col2im as a
-Numba kernel, the products on BLAS, the images shared among the worker pool's threads.
+"""2-D convolution on the CPU: one image at a time, im2col as a NumPy copy or a Numba kernel,
+col2im as a Numba kernel, the products on BLAS, the images shared among the worker pool's
+threads.
 
 The same functions as the literal array code of :mod:`engine.kernels.conv_reference` (the
 formulas are in :mod:`engine.ops.conv`), for NumPy arrays in float32 or float64, without
@@ -15,9 +16,9 @@ Per image s:
 - y[s] = W · cols[s] + b: the product writes the image's (O, Ho·Wo) block of the (N, O, Ho,
   Wo) output itself, so there is no (O, N·Ho·Wo) matrix to transpose into it. With one
   group the bias rides in the product, y[s] = [W b] · [cols[s]; 1] (cols[s] ends in a
-  row of ones), and the backward's gWᵀ product gives gb as its last row; with groups the
-  bias is added while the block is in cache (a pass over y saved, and one over gy: 1.7 ms
-  of the CNN's 32 ms step);
+  row of ones), and the backward's gWᵀ product gives gb as its last row: no pass over y
+  for the bias, none over gy for its gradient (1.7 ms of the CNN's 32 ms step); with
+  groups the bias is added while the block is in cache;
 - backward reads gy[s] as the (O, Ho·Wo) matrix it is: gWᵀ += cols[s] · gy[s]ᵀ,
   gb += Σ_p gy[s], and gx[s] = col2im(Wᵀ · gy[s]), the column gradients of one image
   (C·kh·kw × Ho·Wo) added onto its planes while they are in cache. col2im computes each
@@ -48,22 +49,28 @@ SPLIT_COPY = 1 << 20
 
 
 @njit(**NOGIL)
+def _tap_range(pad, a, dil, stride, size, out):
+    """[lo, hi) of the output rows (or columns) i whose tap a lands inside the input:
+    0 ≤ i·stride + a·dil - pad < size, i.e. ⌈(pad - a·dil) / stride⌉ ≤ i ≤
+    ⌊(size - 1 + pad - a·dil) / stride⌋, within [0, out); empty as lo == hi."""
+    lo = min(max(0, (pad - a * dil + stride - 1) // stride), out)
+    return lo, max(min(out, (size - 1 + pad - a * dil) // stride + 1), lo)
+
+
+@njit(**NOGIL)
 def _col2im_image(gcols, gx, c, h, w, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
     """gx[c] = Σ_{a,b} (column gradients of tap (a, b) placed at rows i·sh + a·dh - top,
     columns j·sw + b·dw - left), for one image, both flat (C·kh·kw·Ho·Wo and C·H·W: flat
     indices run 1.5x faster here than rows taken as views). Each tap's rows i and columns j
-    that land inside the plane are worked out before its loops (i ≥ ⌈(top - a·dh) / sh⌉
-    and i·sh + a·dh - top < H, likewise for j), so the inner loop has no bounds to test
-    and, at stride 1, adds contiguous runs."""
+    that land inside the plane are worked out before its loops (:func:`_tap_range`), so
+    the inner loop has no bounds to test and, at stride 1, adds contiguous runs."""
     hw = ho * wo
     gx[:] = 0
     for ci in range(c):
         for a in range(kh):
-            i_lo = max(0, (top - a * dh + sh - 1) // sh)
-            i_hi = min(ho, (h - 1 + top - a * dh) // sh + 1)
+            i_lo, i_hi = _tap_range(top, a, dh, sh, h, ho)
             for b in range(kw):
-                j_lo = max(0, (left - b * dw + sw - 1) // sw)
-                j_hi = min(wo, (w - 1 + left - b * dw) // sw + 1)
+                j_lo, j_hi = _tap_range(left, b, dw, sw, w, wo)
                 src = ((ci * kh + a) * kw + b) * hw
                 for i in range(i_lo, i_hi):
                     o = src + i * wo
@@ -100,13 +107,6 @@ def _add_run(dst, src):
 
 
 @njit(**NOGIL)
-def _tap_range(top, a, h, ho):
-    """[lo, hi) of the output rows (or columns) whose tap a lands inside the input."""
-    lo = min(max(0, top - a), ho)
-    return lo, max(min(ho, h + top - a), lo)
-
-
-@njit(**NOGIL)
 def _outside_columns(cols, base, i_lo, i_hi, j_lo, j_hi, w):
     """cols[base + i·W + j] = 0 for the rows i in [i_lo, i_hi) and columns j outside
     [j_lo, j_hi)."""
@@ -124,9 +124,9 @@ def _im2col_runs(x, cols, c, h, w, kh, kw, top, left, ho):
     plane = ho * w
     for ci in range(c):
         for a in range(kh):
-            i_lo, i_hi = _tap_range(top, a, h, ho)
+            i_lo, i_hi = _tap_range(top, a, 1, 1, h, ho)
             for b in range(kw):
-                j_lo, j_hi = _tap_range(left, b, w, w)
+                j_lo, j_hi = _tap_range(left, b, 1, 1, w, w)
                 base = ((ci * kh + a) * kw + b) * plane
                 if i_lo == i_hi or j_lo == j_hi:
                     cols[base:base + plane] = 0
@@ -147,9 +147,9 @@ def _col2im_runs(gcols, gx, c, h, w, kh, kw, top, left, ho):
     gx[:] = 0
     for ci in range(c):
         for a in range(kh):
-            i_lo, i_hi = _tap_range(top, a, h, ho)
+            i_lo, i_hi = _tap_range(top, a, 1, 1, h, ho)
             for b in range(kw):
-                j_lo, j_hi = _tap_range(left, b, w, w)
+                j_lo, j_hi = _tap_range(left, b, 1, 1, w, w)
                 if i_lo == i_hi or j_lo == j_hi:
                     continue
                 base = ((ci * kh + a) * kw + b) * plane
